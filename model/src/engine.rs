@@ -1,0 +1,319 @@
+//! The engine: a loaded model + tokenizer with batched scoring and greedy generation.
+//!
+//! `score` follows lm-evaluation-harness's `HFLM._loglikelihood_tokens`: the input is
+//! `(context + continuation)[-(max_length + 1):][:-1]`, log-softmax in fp32 over the positions
+//! that predict the continuation, the sum of the continuation's log-probs, and `is_greedy` when
+//! every continuation token is the argmax. Requests are sorted by length (longest first) and
+//! right-padded into batches, so padding never sits before a real token.
+//! `generate` is greedy with a KV cache over left-padded batches (positions count real tokens
+//! only), stopping at EOS ids, stop strings or `max_new_tokens`.
+
+use crate::config::LlamaConfig;
+use crate::error::{ModelError, Result};
+use crate::llama::{causal_mask, KvCache, Llama};
+use crate::tokenizer::Tokenizer;
+use crate::weights::Weights;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// How to load a model.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// `cpu`, `cuda`, `cuda:N`, or `auto` (CUDA when available).
+    pub device: String,
+    /// `float32`, `bfloat16`, `float16`, or `auto` (float32 on CPU, bfloat16 on CUDA).
+    pub dtype: String,
+    /// Most sequences per forward pass.
+    pub batch_size: usize,
+    /// Most tokens (batch × padded length) per forward pass.
+    pub max_batch_tokens: usize,
+    /// Context window used for scoring (defaults to the config's max_position_embeddings).
+    pub max_length: Option<usize>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            device: "auto".into(),
+            dtype: "auto".into(),
+            batch_size: 32,
+            max_batch_tokens: 8192,
+            max_length: None,
+        }
+    }
+}
+
+/// Parse a device string. Errors on unknown names or CUDA requested but unavailable.
+pub fn parse_device(s: &str) -> Result<Device> {
+    match s {
+        "auto" => Ok(Device::cuda_if_available()),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" | "gpu" => {
+            if tch::Cuda::is_available() {
+                Ok(Device::Cuda(0))
+            } else {
+                Err(ModelError::Other("device 'cuda' requested but CUDA is not available (is LD_LIBRARY_PATH pointing at torch/lib?)".into()))
+            }
+        }
+        s if s.starts_with("cuda:") => {
+            let n: usize = s[5..].parse().map_err(|_| ModelError::Other(format!("bad device '{s}'")))?;
+            if (n as i64) < tch::Cuda::device_count() {
+                Ok(Device::Cuda(n))
+            } else {
+                Err(ModelError::Other(format!("device '{s}' not available")))
+            }
+        }
+        other => Err(ModelError::Other(format!("unknown device '{other}' (cpu, cuda, cuda:N, auto)"))),
+    }
+}
+
+/// Parse a dtype string for `device`.
+pub fn parse_dtype(s: &str, device: Device) -> Result<Kind> {
+    match s {
+        "auto" => Ok(if device.is_cuda() { Kind::BFloat16 } else { Kind::Float }),
+        "float32" | "fp32" | "f32" => Ok(Kind::Float),
+        "bfloat16" | "bf16" => Ok(Kind::BFloat16),
+        "float16" | "fp16" | "f16" => Ok(Kind::Half),
+        other => Err(ModelError::Other(format!("unknown dtype '{other}' (float32, bfloat16, float16, auto)"))),
+    }
+}
+
+/// Result of scoring one (context, continuation) pair.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score {
+    /// Sum of natural-log probabilities of the continuation tokens.
+    pub logprob: f64,
+    /// Whether greedy decoding would produce exactly the continuation.
+    pub is_greedy: bool,
+}
+
+/// Output of one generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// Generated ids (including the EOS that ended it, if any).
+    pub ids: Vec<i64>,
+    /// Decoded text without special tokens, cut before the first stop string.
+    pub text: String,
+}
+
+/// A model ready to score and generate.
+pub struct Engine {
+    pub model: Llama,
+    pub tokenizer: Tokenizer,
+    pub dir: PathBuf,
+    pub opts: EngineOptions,
+    pub device: Device,
+    pub kind: Kind,
+}
+
+impl Engine {
+    /// Load the checkpoint folder `dir` (config.json, safetensors, tokenizer files).
+    pub fn load(dir: &Path, opts: EngineOptions) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(ModelError::Format {
+                file: dir.to_path_buf(),
+                msg: "model folder not found".into(),
+            });
+        }
+        let cfg = LlamaConfig::from_file(&dir.join("config.json"))?;
+        let device = parse_device(&opts.device)?;
+        let kind = parse_dtype(&opts.dtype, device)?;
+        let weights = Weights::open(dir)?;
+        let tokenizer = Tokenizer::load(dir, &cfg.eos_ids())?;
+        let model = Llama::load(dir, cfg, &weights, kind, device)?;
+        Ok(Engine {
+            model,
+            tokenizer,
+            dir: dir.to_path_buf(),
+            opts,
+            device,
+            kind,
+        })
+    }
+
+    fn max_length(&self) -> usize {
+        self.opts.max_length.unwrap_or(self.model.cfg.max_position_embeddings)
+    }
+
+    /// Score token-level requests `(context_ids, continuation_ids)`. An empty context is an error
+    /// (callers put a prefix token there, as lm-eval does). `progress(n)` is called after each
+    /// batch with the number of requests finished in it.
+    pub fn score(&self, reqs: &[(Vec<i64>, Vec<i64>)], progress: &dyn Fn(usize)) -> Result<Vec<Score>> {
+        let max_len = self.max_length();
+        // Build model inputs (lm-eval: inp = (ctx + cont)[-(max_len+1):][:-1]).
+        let mut items: Vec<(usize, Vec<i64>, usize)> = Vec::with_capacity(reqs.len()); // (req idx, inp, cont_len)
+        for (i, (ctx, cont)) in reqs.iter().enumerate() {
+            if ctx.is_empty() || cont.is_empty() {
+                return Err(ModelError::Other(format!(
+                    "score request {i}: context and continuation must each have at least one token"
+                )));
+            }
+            let mut all: Vec<i64> = ctx.iter().chain(cont.iter()).copied().collect();
+            if all.len() > max_len + 1 {
+                all = all[all.len() - (max_len + 1)..].to_vec();
+            }
+            all.pop();
+            items.push((i, all, cont.len()));
+        }
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_by(|&a, &b| items[b].1.len().cmp(&items[a].1.len()).then(a.cmp(&b)));
+        let mut out = vec![
+            Score {
+                logprob: 0.0,
+                is_greedy: false
+            };
+            reqs.len()
+        ];
+        let _guard = tch::no_grad_guard();
+        let mut pos = 0;
+        while pos < order.len() {
+            let longest = items[order[pos]].1.len();
+            let cap = (self.opts.max_batch_tokens / longest.max(1)).clamp(1, self.opts.batch_size);
+            let batch: Vec<usize> = order[pos..(pos + cap).min(order.len())].to_vec();
+            pos += batch.len();
+            let b = batch.len() as i64;
+            let t = longest as i64;
+            let mut ids = vec![0i64; (b * t) as usize];
+            let mut valid = vec![false; (b * t) as usize];
+            for (r, &k) in batch.iter().enumerate() {
+                let inp = &items[k].1;
+                ids[r * longest..r * longest + inp.len()].copy_from_slice(inp);
+                valid[r * longest..r * longest + inp.len()].iter_mut().for_each(|v| *v = true);
+            }
+            let ids_t = Tensor::from_slice(&ids).view([b, t]).to_device(self.device);
+            let valid_t = Tensor::from_slice(&valid).view([b, t]).to_device(self.device);
+            let positions = Tensor::arange(t, (Kind::Int64, self.device)).unsqueeze(0).expand([b, t], false);
+            let mask = causal_mask(&valid_t, 0, t);
+            let hidden = self.model.forward(&ids_t, &positions, &mask, None);
+            for (r, &k) in batch.iter().enumerate() {
+                let (ri, inp, cont_len) = (&items[k].0, &items[k].1, items[k].2);
+                let inplen = inp.len() as i64;
+                let cl = cont_len as i64;
+                let h = hidden.get(r as i64).narrow(0, inplen - cl, cl);
+                let logp = self.model.logits(&h).log_softmax(-1, Kind::Float);
+                let cont = &reqs[*ri].1;
+                let cont_t = Tensor::from_slice(cont).to_device(self.device);
+                let picked = logp.gather(1, &cont_t.unsqueeze(1), false).squeeze_dim(1);
+                let greedy = logp.argmax(-1, false);
+                let logprob = picked.to_kind(Kind::Double).sum(Kind::Double).double_value(&[]);
+                let is_greedy = greedy.eq_tensor(&cont_t).all().int64_value(&[]) == 1;
+                out[*ri] = Score { logprob, is_greedy };
+            }
+            progress(batch.len());
+        }
+        Ok(out)
+    }
+
+    /// Greedy generation for token prompts, batched. Stops per sequence at an EOS id, when the
+    /// decoded text contains one of `stop`, or after `max_new_tokens`.
+    pub fn generate(
+        &self,
+        prompts: &[Vec<i64>],
+        max_new_tokens: usize,
+        stop: &[String],
+        progress: &dyn Fn(usize),
+    ) -> Result<Vec<Generation>> {
+        let mut out: Vec<Option<Generation>> = vec![None; prompts.len()];
+        let mut order: Vec<usize> = (0..prompts.len()).collect();
+        order.sort_by(|&a, &b| prompts[b].len().cmp(&prompts[a].len()).then(a.cmp(&b)));
+        let _guard = tch::no_grad_guard();
+        let mut pos = 0;
+        while pos < order.len() {
+            let longest = prompts[order[pos]].len() + max_new_tokens;
+            let cap = (self.opts.max_batch_tokens / longest.max(1)).clamp(1, self.opts.batch_size);
+            let batch: Vec<usize> = order[pos..(pos + cap).min(order.len())].to_vec();
+            pos += batch.len();
+            let batch_prompts: Vec<&Vec<i64>> = batch.iter().map(|&i| &prompts[i]).collect();
+            let gens = self.generate_batch(&batch_prompts, max_new_tokens, stop)?;
+            for (&i, g) in batch.iter().zip(gens) {
+                out[i] = Some(g);
+            }
+            progress(batch.len());
+        }
+        Ok(out.into_iter().map(|g| g.expect("every prompt generated")).collect())
+    }
+
+    fn generate_batch(&self, prompts: &[&Vec<i64>], max_new: usize, stop: &[String]) -> Result<Vec<Generation>> {
+        let b = prompts.len() as i64;
+        let t = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
+        if prompts.iter().any(|p| p.is_empty()) {
+            return Err(ModelError::Other("generate: empty prompt".into()));
+        }
+        let max_len = self.max_length();
+        if t + max_new > max_len {
+            return Err(ModelError::Other(format!(
+                "generate: prompt of {t} tokens + {max_new} new exceeds the context window of {max_len}"
+            )));
+        }
+        let pad = self.tokenizer.eos_ids.first().copied().unwrap_or(0);
+        let mut ids = vec![pad; (b as usize) * t];
+        let mut valid = vec![false; (b as usize) * t];
+        let mut pos = vec![0i64; (b as usize) * t];
+        for (r, p) in prompts.iter().enumerate() {
+            let off = t - p.len();
+            ids[r * t + off..(r + 1) * t].copy_from_slice(p);
+            for j in 0..p.len() {
+                valid[r * t + off + j] = true;
+                pos[r * t + off + j] = j as i64;
+            }
+        }
+        let dev = self.device;
+        let mut key_valid = Tensor::from_slice(&valid).view([b, t as i64]).to_device(dev);
+        let mut next_pos: Vec<i64> = prompts.iter().map(|p| p.len() as i64).collect();
+        let ids_t = Tensor::from_slice(&ids).view([b, t as i64]).to_device(dev);
+        let pos_t = Tensor::from_slice(&pos).view([b, t as i64]).to_device(dev);
+        let mut cache = KvCache::default();
+        let mask = causal_mask(&key_valid, 0, t as i64);
+        let hidden = self.model.forward(&ids_t, &pos_t, &mask, Some(&mut cache));
+        let mut last = self.model.logits(&hidden.narrow(1, t as i64 - 1, 1).squeeze_dim(1));
+        let mut gen: Vec<Vec<i64>> = vec![Vec::new(); b as usize];
+        let mut done = vec![false; b as usize];
+        let mut texts: Vec<Option<String>> = vec![None; b as usize];
+        for _step in 0..max_new {
+            let next: Vec<i64> = Vec::<i64>::try_from(last.argmax(-1, false).to_device(Device::Cpu))?;
+            for r in 0..b as usize {
+                if done[r] {
+                    continue;
+                }
+                gen[r].push(next[r]);
+                if self.tokenizer.eos_ids.contains(&next[r]) {
+                    done[r] = true;
+                    continue;
+                }
+                if !stop.is_empty() {
+                    let text = self.tokenizer.decode(&gen[r], false)?;
+                    if stop.iter().any(|s| text.contains(s.as_str())) {
+                        done[r] = true;
+                    }
+                }
+            }
+            if done.iter().all(|&d| d) {
+                break;
+            }
+            let feed: Vec<i64> = (0..b as usize).map(|r| if done[r] { pad } else { next[r] }).collect();
+            let feed_t = Tensor::from_slice(&feed).view([b, 1]).to_device(dev);
+            let p_t = Tensor::from_slice(&next_pos).view([b, 1]).to_device(dev);
+            next_pos.iter_mut().for_each(|p| *p += 1);
+            key_valid = Tensor::cat(&[key_valid, Tensor::ones([b, 1], (Kind::Bool, dev))], 1);
+            let past = cache.past_len();
+            let mask = causal_mask(&key_valid, past, 1);
+            let hidden = self.model.forward(&feed_t, &p_t, &mask, Some(&mut cache));
+            last = self.model.logits(&hidden.squeeze_dim(1));
+        }
+        let mut res = Vec::with_capacity(b as usize);
+        for r in 0..b as usize {
+            let mut text = match texts[r].take() {
+                Some(t) => t,
+                None => self.tokenizer.decode(&gen[r], true)?,
+            };
+            if let Some(cut) = stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+                text.truncate(cut);
+            }
+            res.push(Generation {
+                ids: std::mem::take(&mut gen[r]),
+                text,
+            });
+        }
+        Ok(res)
+    }
+}

@@ -1,0 +1,107 @@
+//! The engine against transformers 5.17 on the real SmolLM2-135M-Instruct
+//! (`reference/smollm2-135m-instruct/logits.json`, fp32, CPU): token ids, last-position top-20
+//! logits within 1e-3, summed prompt log-prob, and the 32 greedy tokens exactly; batched results
+//! equal unbatched ones.
+mod common;
+
+use quantlab_model::{Engine, EngineOptions};
+use serde_json::Value;
+use tch::{Kind, Tensor};
+
+fn reference() -> Value {
+    let p = common::shared().join("reference/smollm2-135m-instruct/logits.json");
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+}
+
+fn engine(batch: usize) -> Engine {
+    let opts = EngineOptions {
+        device: "cpu".into(),
+        dtype: "float32".into(),
+        batch_size: batch,
+        ..Default::default()
+    };
+    Engine::load(&common::default_model(), opts).expect("load default model")
+}
+
+fn ids_of(v: &Value) -> Vec<i64> {
+    v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
+}
+
+#[test]
+fn logits_and_greedy_match_transformers() {
+    let r = reference();
+    let e = engine(8);
+    let cases = r["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 5);
+    let mut prompts = Vec::new();
+    for (ci, c) in cases.iter().enumerate() {
+        let text = c["text"].as_str().unwrap();
+        let ids = e.tokenizer.encode(text).unwrap();
+        assert_eq!(ids, ids_of(&c["ids"]), "case {ci}: token ids");
+        // Last-position logits, top 20.
+        let t = ids.len() as i64;
+        let ids_t = Tensor::from_slice(&ids).view([1, t]);
+        let pos = Tensor::arange(t, (Kind::Int64, tch::Device::Cpu)).view([1, t]);
+        let mask = quantlab_model::llama::causal_mask(&Tensor::ones([1, t], (Kind::Bool, tch::Device::Cpu)), 0, t);
+        let h = tch::no_grad(|| e.model.forward(&ids_t, &pos, &mask, None));
+        let logits = e.model.logits(&h.get(0));
+        let last = logits.get(t - 1);
+        let ref_ids = ids_of(&c["last_top20_ids"]);
+        let ref_logits: Vec<f64> = c["last_top20_logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        for (k, (&id, &rl)) in ref_ids.iter().zip(&ref_logits).enumerate() {
+            let ours = last.double_value(&[id]);
+            assert!((ours - rl).abs() < 1e-3, "case {ci}: top-{k} id {id}: ours {ours} vs transformers {rl}");
+        }
+        let (_, top) = last.topk(20, -1, true, true);
+        let top: Vec<i64> = Vec::<i64>::try_from(top).unwrap();
+        assert_eq!(top[..5], ref_ids[..5], "case {ci}: top-5 order");
+        // Summed log-prob of tokens 1..end given their prefixes.
+        let lp = logits.log_softmax(-1, Kind::Float);
+        let mut s = 0.0;
+        for j in 1..t {
+            s += lp.double_value(&[j - 1, ids[j as usize]]);
+        }
+        let rs = c["sum_logprob_tokens_1_to_end"].as_f64().unwrap();
+        assert!((s - rs).abs() < 2e-3, "case {ci}: sum logprob {s} vs {rs}");
+        prompts.push(ids);
+    }
+    // Greedy 32 tokens, all prompts in one batch (left padding) and one at a time.
+    let batched = e.generate(&prompts, 32, &[], &|_| {}).unwrap();
+    for (ci, c) in cases.iter().enumerate() {
+        let want = ids_of(&c["greedy32_ids"]);
+        assert_eq!(batched[ci].ids, want, "case {ci}: batched greedy ids");
+        let single = e.generate(&prompts[ci..ci + 1], 32, &[], &|_| {}).unwrap();
+        assert_eq!(single[0].ids, want, "case {ci}: unbatched greedy ids");
+    }
+}
+
+#[test]
+fn batched_scores_equal_unbatched() {
+    let e = engine(16);
+    let texts = [
+        ("Question: What is the capital of France?\nAnswer:", " Paris"),
+        ("The quick brown fox", " jumps over the lazy dog."),
+        ("1 + 1 =", " 2"),
+        ("A man is sitting on a roof. He", " starts pulling up roofing on a roof."),
+    ];
+    let reqs: Vec<(Vec<i64>, Vec<i64>)> = texts
+        .iter()
+        .map(|(c, x)| (e.tokenizer.encode(c).unwrap(), e.tokenizer.encode(x).unwrap()))
+        .collect();
+    let all = e.score(&reqs, &|_| {}).unwrap();
+    for (i, r) in reqs.iter().enumerate() {
+        let one = e.score(std::slice::from_ref(r), &|_| {}).unwrap()[0];
+        assert!((one.logprob - all[i].logprob).abs() < 1e-4, "request {i}: {} vs {}", one.logprob, all[i].logprob);
+        assert_eq!(one.is_greedy, all[i].is_greedy);
+        assert!(one.logprob < 0.0 && one.logprob > -100.0);
+    }
+    // The model's own greedy continuation must score as greedy, and a changed token must not.
+    let ctx = reqs[0].0.clone();
+    let g = e.generate(std::slice::from_ref(&ctx), 6, &[], &|_| {}).unwrap().remove(0);
+    let s = e.score(&[(ctx.clone(), g.ids.clone())], &|_| {}).unwrap()[0];
+    assert!(s.is_greedy, "own greedy continuation {:?} not greedy", g.ids);
+    let mut other = g.ids.clone();
+    other[0] = (other[0] + 1) % 49152;
+    let s2 = e.score(&[(ctx, other)], &|_| {}).unwrap()[0];
+    assert!(!s2.is_greedy && s2.logprob < s.logprob);
+}

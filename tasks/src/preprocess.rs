@@ -1,0 +1,125 @@
+//! Built-in document transforms (lm-eval's `process_docs` functions) and the few Python string
+//! operations they need with Python's exact semantics.
+
+use anyhow::{anyhow, Context, Result};
+use regex::Regex;
+use serde_json::Value;
+use std::sync::OnceLock;
+
+use crate::spec::Preprocess;
+
+/// Apply a named transform to one raw document; the result keeps the original fields and adds
+/// the derived ones (as `datasets.Dataset.map` does in lm-eval).
+pub fn apply(kind: Preprocess, doc: &Value) -> Result<Value> {
+    match kind {
+        Preprocess::Hellaswag => hellaswag(doc),
+    }
+}
+
+/// Python `str.isspace()` for one character: Unicode White_Space plus the ASCII information
+/// separators U+001C..U+001F, which Python also counts as whitespace.
+pub fn py_is_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// Python `str.strip()` (no argument).
+pub fn py_strip(s: &str) -> &str {
+    s.trim_matches(py_is_space)
+}
+
+/// Python `str.capitalize()`: first character upper-cased, the rest lower-cased.
+pub fn py_capitalize(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        None => String::new(),
+        Some(first) => {
+            let mut out: String = first.to_uppercase().collect();
+            out.push_str(&chars.as_str().to_lowercase());
+            out
+        }
+    }
+}
+
+/// lm-eval `tasks/hellaswag/utils.py::preprocess`: strip, `" [title]"` -> `". "`, drop
+/// `\[.*?\]`, then `"  "` -> `" "` (one pass, like Python's `str.replace`).
+pub fn hellaswag_clean(text: &str) -> String {
+    static BRACKETS: OnceLock<Regex> = OnceLock::new();
+    let re = BRACKETS.get_or_init(|| Regex::new(r"\[.*?\]").expect("static regex"));
+    let t = py_strip(text).replace(" [title]", ". ");
+    let t = re.replace_all(&t, "");
+    t.replace("  ", " ")
+}
+
+fn str_field<'a>(doc: &'a Value, key: &str) -> Result<&'a str> {
+    doc.get(key)
+        .ok_or_else(|| anyhow!("missing field `{key}`"))?
+        .as_str()
+        .ok_or_else(|| anyhow!("field `{key}` is not a string"))
+}
+
+/// lm-eval `tasks/hellaswag/utils.py::process_docs`:
+/// `query = preprocess(activity_label + ": " + ctx_a + " " + ctx_b.capitalize())`,
+/// `choices = [preprocess(e) for e in endings]`, `gold = int(label)`.
+pub fn hellaswag(doc: &Value) -> Result<Value> {
+    let activity = str_field(doc, "activity_label")?;
+    let ctx_a = str_field(doc, "ctx_a")?;
+    let ctx_b = str_field(doc, "ctx_b")?;
+    let ctx = format!("{ctx_a} {}", py_capitalize(ctx_b));
+    let query = hellaswag_clean(&format!("{activity}: {ctx}"));
+    let endings = doc
+        .get("endings")
+        .and_then(Value::as_array)
+        .ok_or_else(|| anyhow!("field `endings` is missing or not a list"))?;
+    let choices = endings
+        .iter()
+        .map(|e| {
+            e.as_str()
+                .map(hellaswag_clean)
+                .ok_or_else(|| anyhow!("`endings` holds a non-string"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let gold: i64 = match doc.get("label") {
+        Some(Value::String(s)) => py_strip(s)
+            .parse()
+            .with_context(|| format!("label {s:?} is not an integer"))?,
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .ok_or_else(|| anyhow!("label {n} is not an integer"))?,
+        _ => return Err(anyhow!("field `label` is missing")),
+    };
+    let mut out = doc.clone();
+    let obj = out
+        .as_object_mut()
+        .ok_or_else(|| anyhow!("document is not an object"))?;
+    obj.insert("query".into(), Value::String(query));
+    obj.insert(
+        "choices".into(),
+        Value::Array(choices.into_iter().map(Value::String).collect()),
+    );
+    obj.insert("gold".into(), Value::from(gold));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capitalize_lowercases_the_rest() {
+        assert_eq!(py_capitalize("the LADY"), "The lady");
+        assert_eq!(py_capitalize(""), "");
+        assert_eq!(py_capitalize("éA"), "Éa");
+    }
+
+    #[test]
+    fn hellaswag_clean_matches_python() {
+        // python: preprocess(" A [title] B [header] C  D ")
+        assert_eq!(hellaswag_clean(" A [title] B [header] C  D "), "A. B C D");
+        assert_eq!(hellaswag_clean("x   y"), "x  y");
+    }
+
+    #[test]
+    fn strip_uses_python_whitespace() {
+        assert_eq!(py_strip("\u{1f} a \u{a0}"), "a");
+    }
+}

@@ -1,0 +1,48 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// The shared folder with data and reference figures: `$QUANTLAB_SHARED`, else
+/// `<workspace>/../shared`. Panics (test failure, never a skip) when it is missing.
+pub fn shared_dir() -> PathBuf {
+    let dir = match std::env::var_os("QUANTLAB_SHARED") {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
+    };
+    assert!(
+        dir.join("data").is_dir(),
+        "shared folder not found at {} (needs data/ and reference/); set QUANTLAB_SHARED",
+        dir.display()
+    );
+    dir
+}
+
+/// `<shared>/data`.
+pub fn data_dir() -> PathBuf {
+    shared_dir().join("data")
+}
+
+/// The single file in `dir` whose name starts with `prefix` and ends with `suffix`.
+pub fn find_one(dir: &std::path::Path, prefix: &str, suffix: &str) -> PathBuf {
+    let mut hits: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with(prefix) && n.ends_with(suffix)
+        })
+        .collect();
+    assert_eq!(
+        hits.len(),
+        1,
+        "expected one {prefix}*{suffix} in {}, found {hits:?}",
+        dir.display()
+    );
+    hits.pop().unwrap()
+}
+
+/// lm-eval's float32 limit-300 reference folder.
+pub fn lmeval_limit300() -> PathBuf {
+    shared_dir().join("reference/lmeval/bf16/float32/limit300")
+}

@@ -1,0 +1,147 @@
+//! Spec loading: shipped specs parse, errors name the file/key/task/path.
+
+mod common;
+
+use quantlab_tasks::{
+    builtin_specs, list_tasks, load_jsonl, resolve_task, suite, OutputType, Task, TaskSpec,
+    BUILTIN_SPECS,
+};
+use std::path::Path;
+
+#[test]
+fn every_shipped_spec_parses_and_matches_its_file() {
+    let specs = builtin_specs().unwrap();
+    assert_eq!(specs.len(), BUILTIN_SPECS.len());
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("specs");
+    // every file in specs/ is embedded, and the embedded text is the file's
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    on_disk.sort();
+    let mut embedded: Vec<String> = BUILTIN_SPECS.iter().map(|(f, _)| f.to_string()).collect();
+    embedded.sort();
+    assert_eq!(on_disk, embedded);
+    for (file, _) in BUILTIN_SPECS {
+        let from_path = TaskSpec::from_path(&dir.join(file)).unwrap();
+        assert_eq!(format!("{}.yaml", from_path.task), *file, "task name = file name");
+        let spec = specs.iter().find(|s| s.task == from_path.task).unwrap();
+        assert_eq!(spec, &from_path);
+        Task::new(spec.clone()).unwrap();
+        assert!(spec.metric_keys().contains(&spec.primary_metric));
+    }
+    assert_eq!(
+        list_tasks(),
+        vec!["arc_challenge", "arc_easy", "gsm8k", "hellaswag"]
+    );
+}
+
+#[test]
+fn smoke_suite_and_metric_keys() {
+    let s = suite("smoke").unwrap();
+    let names: Vec<&str> = s.iter().map(|t| t.task.as_str()).collect();
+    assert_eq!(names, ["hellaswag", "arc_easy", "gsm8k"]);
+    assert_eq!(s[0].metric_keys(), ["acc", "acc_norm"]);
+    assert_eq!(s[0].primary_metric, "acc_norm");
+    assert_eq!(s[1].primary_metric, "acc_norm");
+    assert_eq!(s[2].output_type, OutputType::GenerateUntil);
+    assert_eq!(
+        s[2].metric_keys(),
+        ["exact_match,strict-match", "exact_match,flexible-extract"]
+    );
+    assert_eq!(s[2].primary_metric, "exact_match,flexible-extract");
+    assert!(s[2].chat_template);
+    let g = s[2].generation();
+    assert_eq!(g.max_gen_toks, 256);
+    assert_eq!(g.until, ["<|im_end|>", "<|eot_id|>", "<|end_of_text|>"]);
+    assert!(suite("nope").unwrap_err().to_string().contains("smoke"));
+    assert!(resolve_task("nope").unwrap_err().to_string().contains("hellaswag"));
+}
+
+#[test]
+fn unknown_key_is_an_error_naming_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = quantlab_tasks::BUILTIN_SPECS
+        .iter()
+        .find(|(f, _)| *f == "arc_easy.yaml")
+        .unwrap()
+        .1
+        .replace("target_delimiter:", "target_delimeter:");
+    let path = dir.path().join("my_task.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let err = format!("{:#}", TaskSpec::from_path(&path).unwrap_err());
+    assert!(err.contains("my_task.yaml"), "{err}");
+    assert!(err.contains("target_delimeter"), "{err}");
+    // also inside nested structs (a metric option)
+    let yaml = BUILTIN_SPECS
+        .iter()
+        .find(|(f, _)| *f == "gsm8k.yaml")
+        .unwrap()
+        .1
+        .replace("ignore_case: true", "ignore_kase: true");
+    std::fs::write(&path, yaml).unwrap();
+    let err = format!("{:#}", resolve_task(path.to_str().unwrap()).unwrap_err());
+    assert!(err.contains("my_task.yaml") && err.contains("ignore_kase"), "{err}");
+    // and in a filter step
+    let yaml = BUILTIN_SPECS
+        .iter()
+        .find(|(f, _)| *f == "gsm8k.yaml")
+        .unwrap()
+        .1
+        .replacen("group_select: -1", "group_select: -1\n        groupselect: 1", 1);
+    std::fs::write(&path, yaml).unwrap();
+    let err = format!("{:#}", TaskSpec::from_path(&path).unwrap_err());
+    assert!(err.contains("my_task.yaml") && err.contains("groupselect"), "{err}");
+}
+
+#[test]
+fn invalid_specs_are_rejected() {
+    let base = BUILTIN_SPECS
+        .iter()
+        .find(|(f, _)| *f == "hellaswag.yaml")
+        .unwrap()
+        .1;
+    let bad_primary = base.replace("primary_metric: acc_norm", "primary_metric: f1");
+    let err = format!("{:#}", TaskSpec::from_yaml_str(&bad_primary, "x.yaml").unwrap_err());
+    assert!(err.contains("x.yaml") && err.contains("f1"), "{err}");
+    let fewshot = base.replace("num_fewshot: 0", "num_fewshot: 10");
+    let err = format!("{:#}", TaskSpec::from_yaml_str(&fewshot, "x.yaml").unwrap_err());
+    assert!(err.contains("num_fewshot"), "{err}");
+    let em = base.replace("- metric: acc_norm", "- metric: exact_match");
+    assert!(TaskSpec::from_yaml_str(&em, "x.yaml").is_err());
+}
+
+#[test]
+fn missing_data_file_names_task_and_path() {
+    let spec = resolve_task("hellaswag").unwrap();
+    let task = Task::new(spec).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let err = format!("{:#}", task.load_docs(dir.path(), Some(3)).unwrap_err());
+    let full = dir.path().join("hellaswag/validation.jsonl.gz");
+    assert!(err.contains("`hellaswag`"), "{err}");
+    assert!(err.contains(&full.display().to_string()), "{err}");
+    assert!(err.contains("--data-dir"), "{err}");
+}
+
+#[test]
+fn malformed_line_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("d.jsonl");
+    std::fs::write(&p, "{\"a\": 1}\n\n{\"a\": 2,}\n").unwrap();
+    let err = format!("{:#}", load_jsonl(&p, None).unwrap_err());
+    assert!(err.contains(&format!("{}:3", p.display())), "{err}");
+    assert_eq!(load_jsonl(&p, Some(1)).unwrap().len(), 1);
+    std::fs::write(&p, "[1, 2]\n").unwrap();
+    let err = format!("{:#}", load_jsonl(&p, None).unwrap_err());
+    assert!(err.contains(":1") && err.contains("object"), "{err}");
+}
+
+#[test]
+fn gzip_and_limit_on_real_data() {
+    let data = common::data_dir();
+    let all = load_jsonl(&data.join("arc_easy/test.jsonl.gz"), None).unwrap();
+    assert_eq!(all.len(), 2376);
+    let first = load_jsonl(&data.join("arc_easy/test.jsonl.gz"), Some(7)).unwrap();
+    assert_eq!(first[..], all[..7]);
+}
