@@ -94,7 +94,11 @@ fn tensors_match_reference_sha256() {
             bad.push(format!("shape {:?} != {shape:?}", view.shape()));
         }
         if w["dtype"] != "bfloat16" || view.dtype() != safetensors::Dtype::BF16 {
-            bad.push(format!("dtype {:?} vs reference {}", view.dtype(), w["dtype"]));
+            bad.push(format!(
+                "dtype {:?} vs reference {}",
+                view.dtype(),
+                w["dtype"]
+            ));
         }
         let sha = hex::encode(Sha256::digest(view.data()));
         if sha != w["sha256"].as_str().unwrap() {
@@ -196,7 +200,11 @@ fn tokenizer_and_chat_template_match_reference() {
         );
     }
     // Special tokens are single ids.
-    for (tok, id) in [("<|im_start|>", 1u32), ("<|im_end|>", 2), ("<|endoftext|>", 0)] {
+    for (tok, id) in [
+        ("<|im_start|>", 1u32),
+        ("<|im_end|>", 2),
+        ("<|endoftext|>", 0),
+    ] {
         assert_eq!(tk.encode(tok, false).unwrap().get_ids(), &[id], "{tok}");
     }
 
@@ -238,7 +246,10 @@ fn assert_clean_error(gguf: &Path, tmp: &Path, expect: &str) {
         msg.contains(name.as_ref()),
         "error does not name the file: {msg}"
     );
-    assert!(msg.contains(expect), "error {msg:?} does not say {expect:?}");
+    assert!(
+        msg.contains(expect),
+        "error {msg:?} does not say {expect:?}"
+    );
     assert!(!msg.contains('\n'), "error is not one line: {msg:?}");
     assert!(!out.exists(), "out dir left behind");
     let leftovers: Vec<_> = std::fs::read_dir(tmp)

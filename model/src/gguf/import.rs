@@ -123,7 +123,10 @@ pub fn import_gguf_with(gguf_path: &Path, out_dir: &Path, force: bool) -> Result
     let tmp_path = tmp.keep();
     if let Err(e) = fs::rename(&tmp_path, out_dir) {
         let _ = fs::remove_dir_all(&tmp_path);
-        anyhow::bail!("{}: cannot move the imported folder into place: {e}", out_dir.display());
+        anyhow::bail!(
+            "{}: cannot move the imported folder into place: {e}",
+            out_dir.display()
+        );
     }
     tracing::info!(
         gguf = %gguf_path.display(),
@@ -695,7 +698,7 @@ fn tensor_bf16_bytes(g: &GgufFile, p: &Planned<'_>) -> Result<Vec<u8>> {
     let mut w = g.tensor_f32(p.info)?;
     if let Some(n_head) = p.unpermute_heads {
         let (rows, cols) = (p.shape[0], p.shape[1]);
-        w = unpermute_rows(&w, rows, cols, n_head); w = w.iter().map(|x| x+0.0).collect(); if std::env::var("MUT").is_ok() { w = g.tensor_f32(p.info)?; }
+        w = unpermute_rows(&w, rows, cols, n_head);
     }
     let mut out = Vec::with_capacity(w.len() * 2);
     for x in w {

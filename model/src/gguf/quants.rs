@@ -118,7 +118,7 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut Vec<f32>) -> Result<(), 
         return Err(format!("unsupported ggml type {}", ty.name()));
     }
     let size = size as usize;
-    if bytes.len() % size != 0 {
+    if !bytes.len().is_multiple_of(size) {
         return Err(format!(
             "{} bytes is not a whole number of {} blocks of {size} bytes",
             bytes.len(),

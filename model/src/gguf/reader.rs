@@ -259,7 +259,10 @@ impl<'a> Cursor<'a> {
             8 => V::String(self.string(what)?),
             9 => {
                 if depth >= MAX_ARRAY_DEPTH {
-                    return Err(format!("{}: arrays nested deeper than {MAX_ARRAY_DEPTH}", what()));
+                    return Err(format!(
+                        "{}: arrays nested deeper than {MAX_ARRAY_DEPTH}",
+                        what()
+                    ));
                 }
                 let elem_ty = self.u32(what)?;
                 let len = self.u64(what)?;
@@ -337,15 +340,15 @@ impl GgufFile {
             ));
         }
         if version != 2 && version != 3 {
-            return Err(format!(
-                "unsupported GGUF version {version} (only 2 and 3)"
-            ));
+            return Err(format!("unsupported GGUF version {version} (only 2 and 3)"));
         }
         let n_tensors = c.u64(&|| "tensor count".into())?;
         let n_kv = c.u64(&|| "metadata count".into())?;
         // A key/value pair takes at least 8 + 4 + 1 bytes, a tensor info at least 8 + 4 + 4 + 8.
         if n_kv.checked_mul(13).is_none_or(|n| n > c.left()) {
-            return Err(format!("metadata count {n_kv} is larger than the file can hold"));
+            return Err(format!(
+                "metadata count {n_kv} is larger than the file can hold"
+            ));
         }
         if n_tensors.checked_mul(24).is_none_or(|n| n > c.left()) {
             return Err(format!(
@@ -388,7 +391,9 @@ impl GgufFile {
             let what = || format!("tensor info '{name}'");
             let n_dims = c.u32(&what)?;
             if n_dims == 0 || n_dims > MAX_DIMS {
-                return Err(format!("tensor '{name}': {n_dims} dims (1 to {MAX_DIMS} allowed)"));
+                return Err(format!(
+                    "tensor '{name}': {n_dims} dims (1 to {MAX_DIMS} allowed)"
+                ));
             }
             let mut dims = Vec::with_capacity(n_dims as usize);
             for _ in 0..n_dims {
@@ -511,7 +516,10 @@ impl GgufFile {
     /// Errors when the tensor's type id is unknown (its size cannot be computed).
     pub fn tensor_bytes(&self, t: &TensorInfo) -> Result<&[u8]> {
         let n = t.n_bytes.ok_or_else(|| {
-            self.error(format_args!("tensor '{}': unknown ggml type id {}", t.name, t.ggml_type.0))
+            self.error(format_args!(
+                "tensor '{}': unknown ggml type id {}",
+                t.name, t.ggml_type.0
+            ))
         })?;
         let start = (self.data_offset + t.offset) as usize;
         self.mmap

@@ -81,7 +81,11 @@ pub fn build_tokenizer(spec: &TokenizerSpec<'_>) -> Result<Tokenizer, String> {
     let mut vocab = Vocab::default();
     for (id, tok) in spec.tokens.iter().enumerate() {
         if vocab.contains_key(*tok) {
-            tracing::warn!(id, token = *tok, "duplicate token string in GGUF vocab; first id kept");
+            tracing::warn!(
+                id,
+                token = *tok,
+                "duplicate token string in GGUF vocab; first id kept"
+            );
             continue;
         }
         vocab.insert((*tok).to_string(), id as u32);
@@ -119,7 +123,10 @@ pub fn build_tokenizer(spec: &TokenizerSpec<'_>) -> Result<Tokenizer, String> {
             .into(),
         ),
         "gpt2" | "gpt-2" => (None, ByteLevel::new(false, true, true).into()),
-        "llama-bpe" | "llama3" => (None, Sequence::new(vec![split(LLAMA3_REGEX)?, no_regex]).into()),
+        "llama-bpe" | "llama3" => (
+            None,
+            Sequence::new(vec![split(LLAMA3_REGEX)?, no_regex]).into(),
+        ),
         "qwen2" => (
             Some(NFC),
             Sequence::new(vec![split(QWEN2_REGEX)?, no_regex]).into(),

@@ -1,0 +1,189 @@
+//! `quantlab compress` for data-free round-to-nearest: stream every Linear of the decoder from the
+//! mmap'd checkpoint, quantize it with the scheme's min-max scales, and write a compressed-tensors
+//! checkpoint. `lm_head` (and anything in `ignore`) stays in its original dtype, as in the paper's
+//! recipes (§3.2) and llm-compressor's presets.
+//! GPTQ / SmoothQuant / calibration are issue 3; this module is their skeleton.
+
+use crate::pack::pack_int4;
+use crate::quantize::quantize_rtn;
+use crate::scheme::{Scheme, Strategy, WeightType};
+use crate::writer::write_checkpoint;
+use anyhow::{Context, Result};
+use quantlab_model::{LlamaConfig, Weights};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Kind, Tensor};
+
+/// Options of one compression run.
+#[derive(Debug, Clone)]
+pub struct CompressOptions {
+    pub scheme: Scheme,
+    /// Module names kept unquantized (suffix match); `lm_head` always.
+    pub ignore: Vec<String>,
+    /// Replace an existing output folder.
+    pub force: bool,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CompressSummary {
+    pub out_dir: PathBuf,
+    pub scheme: String,
+    pub quantized_linears: usize,
+    pub kept_tensors: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub wall_s: f64,
+    /// Mean relative Frobenius error ‖W − Ŵ‖/‖W‖ over quantized linears.
+    pub mean_rel_error: f64,
+}
+
+/// Names of the Linear modules of a Llama-family decoder layer, in order.
+pub const LAYER_LINEARS: &[&str] = &[
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+];
+
+fn largest_pow2_divisor_le(n: usize, cap: usize) -> usize {
+    let mut g = 1;
+    while g * 2 <= cap && n % (g * 2) == 0 {
+        g *= 2;
+    }
+    g
+}
+
+/// Compress the model in `model_dir` into `out_dir`.
+///
+/// Errors: the model cannot be read (file and field named), it is already quantized, a group size
+/// does not divide a Linear's input dimension (suggesting one that does), or the output exists.
+pub fn compress(model_dir: &Path, out_dir: &Path, opts: &CompressOptions) -> Result<CompressSummary> {
+    let t0 = Instant::now();
+    let cfg_path = model_dir.join("config.json");
+    let cfg = LlamaConfig::from_file(&cfg_path)?;
+    if cfg.quantization_config.is_some() {
+        anyhow::bail!("{}: field 'quantization_config': this model is already quantized; compress its BF16 original", cfg_path.display());
+    }
+    let w = Weights::open(model_dir)?;
+    let mut linears: Vec<String> = Vec::new();
+    for i in 0..cfg.num_hidden_layers {
+        for l in LAYER_LINEARS {
+            let name = format!("model.layers.{i}.{l}");
+            if opts.ignore.iter().any(|ig| name == *ig || name.ends_with(&format!(".{ig}"))) {
+                continue;
+            }
+            linears.push(name);
+        }
+    }
+    // Check group divisibility before doing any work.
+    if let Strategy::Group(g) = opts.scheme.strategy {
+        let mut bad: Vec<(String, usize)> = Vec::new();
+        let mut dims = Vec::new();
+        for n in &linears {
+            let (shape, _) = w.info(&format!("{n}.weight"))?;
+            dims.push(shape[1]);
+            if shape[1] % g != 0 {
+                bad.push((n.clone(), shape[1]));
+            }
+        }
+        if let Some((name, inf)) = bad.first() {
+            let all_gcd = dims.iter().fold(0usize, |a, &b| gcd(a, b));
+            let suggest = largest_pow2_divisor_le(all_gcd, g);
+            anyhow::bail!(
+                "group size {g} does not divide the input dimension {inf} of {name} ({} Linears affected); \
+                 use --group-size {suggest}, which divides every Linear of this model",
+                bad.len()
+            );
+        }
+    }
+    let bar = if opts.progress {
+        indicatif::ProgressBar::new(linears.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} linears ({elapsed}, eta {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(opts.scheme.name.to_string());
+    let linear_set: std::collections::HashSet<String> = linears.iter().map(|n| format!("{n}.weight")).collect();
+    let mut out: Vec<(String, Tensor)> = Vec::new();
+    let mut kept = 0usize;
+    let mut bytes_in = 0u64;
+    let mut err_sum = 0.0;
+    let _g = tch::no_grad_guard();
+    let names: Vec<String> = w.names().map(String::from).collect();
+    for name in &names {
+        let t = w.get(name)?;
+        bytes_in += (t.numel() * t.kind().elt_size_in_bytes()) as u64;
+        if !linear_set.contains(name) {
+            out.push((name.clone(), t));
+            kept += 1;
+            continue;
+        }
+        let prefix = name.trim_end_matches(".weight");
+        let scale_kind = match t.kind() {
+            Kind::Float | Kind::Double => Kind::BFloat16,
+            k => k,
+        };
+        let wf = t.to_kind(Kind::Float);
+        let q = quantize_rtn(&wf, opts.scheme.weight, opts.scheme.strategy, scale_kind);
+        let deq = crate::quantize::dequantize(&q, opts.scheme.strategy);
+        let rel = ((&wf - &deq).norm().double_value(&[])) / wf.norm().double_value(&[]).max(1e-30);
+        err_sum += rel;
+        match (opts.scheme.weight, opts.scheme.format()) {
+            (WeightType::Int { bits: 4 }, "pack-quantized") | (WeightType::Int { .. }, "pack-quantized") => {
+                let packed = pack_int4(&q.codes).with_context(|| format!("{prefix}: packing"))?;
+                let shape = Tensor::from_slice(&[wf.size()[0], wf.size()[1]]);
+                out.push((format!("{prefix}.weight_packed"), packed));
+                out.push((format!("{prefix}.weight_scale"), q.scale));
+                out.push((format!("{prefix}.weight_shape"), shape));
+            }
+            _ => {
+                out.push((format!("{prefix}.weight"), q.codes));
+                out.push((format!("{prefix}.weight_scale"), q.scale));
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let mut ignore = vec!["lm_head".to_string()];
+    ignore.extend(opts.ignore.iter().cloned());
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path)?)
+        .with_context(|| format!("{}: not valid JSON", cfg_path.display()))?;
+    config["quantization_config"] = opts.scheme.quantization_config(&ignore);
+    let recipe = serde_json::json!({
+        "tool": format!("quantlab {}", env!("CARGO_PKG_VERSION")),
+        "source_model": model_dir.display().to_string(),
+        "scheme": opts.scheme.name.as_str(),
+        "algorithm": "rtn",
+        "strategy": format!("{:?}", opts.scheme.strategy),
+        "ignore": ignore,
+    });
+    write_checkpoint(model_dir, out_dir, &out, &config, &recipe, opts.force)?;
+    let bytes_out = std::fs::metadata(out_dir.join("model.safetensors")).map(|m| m.len()).unwrap_or(0);
+    Ok(CompressSummary {
+        out_dir: out_dir.to_path_buf(),
+        scheme: opts.scheme.name.to_string(),
+        quantized_linears: linears.len(),
+        kept_tensors: kept,
+        bytes_in,
+        bytes_out,
+        wall_s: t0.elapsed().as_secs_f64(),
+        mean_rel_error: if linears.is_empty() { 0.0 } else { err_sum / linears.len() as f64 },
+    })
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
