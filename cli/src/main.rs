@@ -1,4 +1,273 @@
+//! `quantlab`: compress LLMs (W8A8-FP8, W8A8-INT8, W4A16) and measure how much accuracy they keep.
+//! This binary only parses arguments and prints; every behaviour lives in the library crates.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "quantlab",
+    version,
+    about = "Compress LLMs to W8A8-FP8 / W8A8-INT8 / W4A16 and measure accuracy recovery against BF16",
+    long_about = "Compress LLMs to the formats vLLM serves (compressed-tensors) and measure how much \
+accuracy they keep.\n\nMODEL is a model folder (config.json + safetensors + tokenizer.json) or an alias from \
+models.yaml (e.g. smollm2-135m), resolved to its folder or to its HF id in the local Hugging Face cache."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Import a llama-family GGUF (Q4_1/Q8_0/F16/F32/BF16) into a Hugging Face folder with bf16 weights.
+    ImportGguf {
+        /// The .gguf file.
+        file: PathBuf,
+        /// Output folder (must not exist unless --force).
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace an existing output folder (only once the new one is complete).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Quantize a model's Linear layers and write a compressed-tensors checkpoint.
+    ///
+    /// Schemes: w8a8-fp8 (fp8 e4m3 per-channel weights, dynamic per-token fp8 activations),
+    /// w8a8-int8 (int8 per-channel weights, dynamic per-token int8 activations), w4a16 (int4
+    /// symmetric weights in groups of 128 along the input, packed eight per int32), w8a16.
+    /// Weights are rounded to nearest with min-max scales; lm_head stays in bf16.
+    Compress {
+        /// Model folder or alias.
+        model: String,
+        /// w8a8-fp8 | w8a8-int8 | w4a16 | w8a16.
+        scheme: String,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Group size for grouped schemes (w4a16 default 128; must divide every Linear's input dim).
+        #[arg(long)]
+        group_size: Option<usize>,
+        /// Linear modules to keep unquantized, by name suffix (lm_head is always kept).
+        #[arg(long, value_delimiter = ',')]
+        ignore: Vec<String>,
+        /// Replace an existing output folder.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Evaluate a model on a suite or tasks and write a run folder under --runs-dir.
+    Eval {
+        /// Model folder or alias.
+        model: Option<String>,
+        /// A suite of tasks (smoke).
+        #[arg(long, conflicts_with = "tasks")]
+        suite: Option<String>,
+        /// Comma-separated task names (or task spec YAML files).
+        #[arg(long, value_delimiter = ',')]
+        tasks: Vec<String>,
+        /// Evaluate only the first N documents of each task.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Folder holding the datasets in their HF schemas (default: $QUANTLAB_DATA or ../shared/data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Where run folders are created.
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+        /// Exact run folder to write (default: runs-dir/<time>-<model>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Backend: local (the built-in engine).
+        #[arg(long, default_value = "local")]
+        backend: String,
+        /// cpu | cuda | cuda:N | auto.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// float32 | bfloat16 | float16 | auto (float32 on CPU, bfloat16 on CUDA).
+        #[arg(long, default_value = "auto")]
+        dtype: String,
+        /// Sequences per forward pass.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// List the tasks and suites and exit.
+        #[arg(long)]
+        list_tasks: bool,
+    },
+    /// Recovery table (markdown and CSV) of runs against the BF16 baseline run.
+    Report {
+        /// Run folders (or their results.json).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// The baseline run (run id, model name or scheme; default: the run whose scheme is bf16).
+        #[arg(long)]
+        baseline: Option<String>,
+        /// Write report.md, report.csv and report.json here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
 fn main() {
-    let t = tch::Tensor::from_slice(&[1.0f32, 2.0]);
-    println!("{} cuda={}", t.sum(tch::Kind::Float).double_value(&[]), tch::Cuda::is_available());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("QUANTLAB_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        // One clear line (the chain joined), non-zero exit.
+        let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+        eprintln!("error: {}", chain.join(": "));
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::ImportGguf { file, out, force } => {
+            let s = quantlab_model::gguf::import_gguf_with(&file, &out, force)?;
+            println!(
+                "imported {} tensors ({}) into {}",
+                s.n_tensors,
+                s.architecture,
+                s.out_dir.display()
+            );
+        }
+        Cmd::Compress {
+            model,
+            scheme,
+            out,
+            group_size,
+            ignore,
+            force,
+        } => {
+            let name = quantlab_compress::SchemeName::parse(&scheme)?;
+            let scheme = quantlab_compress::Scheme::preset(name, group_size)?;
+            let dir = quantlab_model::registry::resolve_model(&model)?;
+            let opts = quantlab_compress::CompressOptions {
+                scheme,
+                ignore,
+                force,
+                progress: true,
+            };
+            let s = quantlab_compress::compress(&dir, &out, &opts)?;
+            println!(
+                "{}: {} Linears quantized (RTN), {} tensors kept, {:.1} MB -> {:.1} MB, mean relative weight error {:.4}, {:.1} s -> {}",
+                s.scheme,
+                s.quantized_linears,
+                s.kept_tensors,
+                s.bytes_in as f64 / 1e6,
+                s.bytes_out as f64 / 1e6,
+                s.mean_rel_error,
+                s.wall_s,
+                s.out_dir.display()
+            );
+        }
+        Cmd::Eval {
+            model,
+            suite,
+            tasks,
+            limit,
+            data_dir,
+            runs_dir,
+            out,
+            backend,
+            device,
+            dtype,
+            batch_size,
+            list_tasks,
+        } => {
+            if list_tasks {
+                println!("tasks:  {}", quantlab_tasks::list_tasks().join(", "));
+                println!("suites: {}", quantlab_tasks::list_suites().join(", "));
+                return Ok(());
+            }
+            let model =
+                model.context("MODEL is required (a folder or an alias from models.yaml)")?;
+            let specs = match (&suite, tasks.is_empty()) {
+                (Some(s), _) => quantlab_tasks::suite(s)?,
+                (None, false) => tasks
+                    .iter()
+                    .map(|t| quantlab_tasks::resolve_task(t))
+                    .collect::<Result<Vec<_>>>()?,
+                (None, true) => {
+                    anyhow::bail!("give --suite NAME or --tasks a,b (see --list-tasks)")
+                }
+            };
+            if backend != "local" {
+                anyhow::bail!("backend '{backend}' is not available yet (local)");
+            }
+            let dir = quantlab_model::registry::resolve_model(&model)?;
+            let info = quantlab_evaluate::model_info::model_info(&model, &dir)?;
+            let data_dir = data_dir.unwrap_or_else(quantlab_tasks::default_data_dir);
+            // Check the data before loading the model, so a missing file fails fast.
+            for s in &specs {
+                let p = s.data_path(&data_dir);
+                if !p.is_file() {
+                    anyhow::bail!(
+                        "task {}: data file {} is missing; put the dataset there (HF schema, jsonl/jsonl.gz) or pass --data-dir",
+                        s.task,
+                        p.display()
+                    );
+                }
+            }
+            let opts = quantlab_model::EngineOptions {
+                device,
+                dtype,
+                batch_size,
+                ..Default::default()
+            };
+            eprintln!("loading {} ({}) from {}", model, info.scheme, dir.display());
+            let engine = quantlab_model::Engine::load(&dir, opts)?;
+            let mut be = quantlab_evaluate::local::LocalBackend::new(engine);
+            let existed = out.as_ref().is_some_and(|o| o.exists());
+            let out_dir = match out {
+                Some(o) => o,
+                None => quantlab_evaluate::new_run_dir(&runs_dir, &model)?,
+            };
+            let run_opts = quantlab_evaluate::RunOptions {
+                data_dir,
+                limit,
+                out_dir: out_dir.clone(),
+                model: info,
+                suite: suite.unwrap_or_else(|| "custom".into()),
+            };
+            let res = match quantlab_evaluate::run_tasks(&mut be, &specs, &run_opts) {
+                Ok(r) => r,
+                Err(e) => {
+                    // Leave no half-written run folder behind (one we created).
+                    if !existed {
+                        let _ = std::fs::remove_dir_all(&out_dir);
+                    }
+                    return Err(e);
+                }
+            };
+            println!("| task | metric | value | stderr | n |");
+            println!("| --- | --- | ---: | ---: | ---: |");
+            for (task, r) in &res.tasks {
+                for (m, v) in &r.metrics {
+                    println!(
+                        "| {task} | {m} | {:.4} | {:.4} | {} |",
+                        v.value, v.stderr, r.n_docs
+                    );
+                }
+            }
+            println!("run: {} ({:.1} s)", out_dir.display(), res.wall_time_s);
+        }
+        Cmd::Report {
+            runs,
+            baseline,
+            out,
+        } => {
+            let md = quantlab_reports::write_report(&runs, baseline.as_deref(), out.as_deref())?;
+            println!("{md}");
+            if let Some(o) = out {
+                eprintln!("wrote {}/report.{{md,csv,json}}", o.display());
+            }
+        }
+    }
+    Ok(())
 }

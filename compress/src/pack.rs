@@ -11,10 +11,16 @@ pub fn pack_int4(codes: &Tensor) -> anyhow::Result<Tensor> {
     if inf % 8 != 0 {
         anyhow::bail!("cannot pack {inf} columns into int32 words: the input dimension must be a multiple of 8");
     }
-    let u = (codes.to_kind(Kind::Int64) + 8).bitwise_and(0xF).view([out, inf / 8, 8]);
+    let u = (codes.to_kind(Kind::Int64) + 8)
+        .bitwise_and(0xF)
+        .view([out, inf / 8, 8]);
     let shifts = Tensor::from_slice(&[0i64, 4, 8, 12, 16, 20, 24, 28]).view([1, 1, 8]);
-    let words = u.bitwise_left_shift(&shifts).sum_dim_intlist([2i64].as_slice(), false, Kind::Int64);
+    let words =
+        u.bitwise_left_shift(&shifts)
+            .sum_dim_intlist([2i64].as_slice(), false, Kind::Int64);
     // Values above 2^31 wrap to negative int32, exactly as the bit pattern requires.
-    let words = (words.bitwise_and(0xFFFF_FFFFi64) - ((words.bitwise_right_shift_tensor_scalar(31)).bitwise_and(1) * (1i64 << 32))).to_kind(Kind::Int);
+    let words = (words.bitwise_and(0xFFFF_FFFFi64)
+        - ((words.bitwise_right_shift_tensor_scalar(31)).bitwise_and(1) * (1i64 << 32)))
+        .to_kind(Kind::Int);
     Ok(words)
 }

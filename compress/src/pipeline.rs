@@ -53,7 +53,7 @@ pub const LAYER_LINEARS: &[&str] = &[
 
 fn largest_pow2_divisor_le(n: usize, cap: usize) -> usize {
     let mut g = 1;
-    while g * 2 <= cap && n % (g * 2) == 0 {
+    while g * 2 <= cap && n.is_multiple_of(g * 2) {
         g *= 2;
     }
     g
@@ -63,7 +63,11 @@ fn largest_pow2_divisor_le(n: usize, cap: usize) -> usize {
 ///
 /// Errors: the model cannot be read (file and field named), it is already quantized, a group size
 /// does not divide a Linear's input dimension (suggesting one that does), or the output exists.
-pub fn compress(model_dir: &Path, out_dir: &Path, opts: &CompressOptions) -> Result<CompressSummary> {
+pub fn compress(
+    model_dir: &Path,
+    out_dir: &Path,
+    opts: &CompressOptions,
+) -> Result<CompressSummary> {
     let t0 = Instant::now();
     let cfg_path = model_dir.join("config.json");
     let cfg = LlamaConfig::from_file(&cfg_path)?;
@@ -75,7 +79,11 @@ pub fn compress(model_dir: &Path, out_dir: &Path, opts: &CompressOptions) -> Res
     for i in 0..cfg.num_hidden_layers {
         for l in LAYER_LINEARS {
             let name = format!("model.layers.{i}.{l}");
-            if opts.ignore.iter().any(|ig| name == *ig || name.ends_with(&format!(".{ig}"))) {
+            if opts
+                .ignore
+                .iter()
+                .any(|ig| name == *ig || name.ends_with(&format!(".{ig}")))
+            {
                 continue;
             }
             linears.push(name);
@@ -108,11 +116,14 @@ pub fn compress(model_dir: &Path, out_dir: &Path, opts: &CompressOptions) -> Res
         indicatif::ProgressBar::hidden()
     };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} linears ({elapsed}, eta {eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{msg:>10} [{bar:40}] {pos}/{len} linears ({elapsed}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_message(opts.scheme.name.to_string());
-    let linear_set: std::collections::HashSet<String> = linears.iter().map(|n| format!("{n}.weight")).collect();
+    let linear_set: std::collections::HashSet<String> =
+        linears.iter().map(|n| format!("{n}.weight")).collect();
     let mut out: Vec<(String, Tensor)> = Vec::new();
     let mut kept = 0usize;
     let mut bytes_in = 0u64;
@@ -138,7 +149,8 @@ pub fn compress(model_dir: &Path, out_dir: &Path, opts: &CompressOptions) -> Res
         let rel = ((&wf - &deq).norm().double_value(&[])) / wf.norm().double_value(&[]).max(1e-30);
         err_sum += rel;
         match (opts.scheme.weight, opts.scheme.format()) {
-            (WeightType::Int { bits: 4 }, "pack-quantized") | (WeightType::Int { .. }, "pack-quantized") => {
+            (WeightType::Int { bits: 4 }, "pack-quantized")
+            | (WeightType::Int { .. }, "pack-quantized") => {
                 let packed = pack_int4(&q.codes).with_context(|| format!("{prefix}: packing"))?;
                 let shape = Tensor::from_slice(&[wf.size()[0], wf.size()[1]]);
                 out.push((format!("{prefix}.weight_packed"), packed));
@@ -167,7 +179,9 @@ pub fn compress(model_dir: &Path, out_dir: &Path, opts: &CompressOptions) -> Res
         "ignore": ignore,
     });
     write_checkpoint(model_dir, out_dir, &out, &config, &recipe, opts.force)?;
-    let bytes_out = std::fs::metadata(out_dir.join("model.safetensors")).map(|m| m.len()).unwrap_or(0);
+    let bytes_out = std::fs::metadata(out_dir.join("model.safetensors"))
+        .map(|m| m.len())
+        .unwrap_or(0);
     Ok(CompressSummary {
         out_dir: out_dir.to_path_buf(),
         scheme: opts.scheme.name.to_string(),
@@ -176,7 +190,11 @@ pub fn compress(model_dir: &Path, out_dir: &Path, opts: &CompressOptions) -> Res
         bytes_in,
         bytes_out,
         wall_s: t0.elapsed().as_secs_f64(),
-        mean_rel_error: if linears.is_empty() { 0.0 } else { err_sum / linears.len() as f64 },
+        mean_rel_error: if linears.is_empty() {
+            0.0
+        } else {
+            err_sum / linears.len() as f64
+        },
     })
 }
 

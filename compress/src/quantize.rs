@@ -33,7 +33,9 @@ fn absmax(w: &Tensor, strategy: Strategy) -> Tensor {
         Strategy::Channel => w.abs().amax([1i64].as_slice(), true),
         Strategy::Group(g) => {
             let g = g as i64;
-            w.abs().view([out, inf / g, g]).amax([2i64].as_slice(), false)
+            w.abs()
+                .view([out, inf / g, g])
+                .amax([2i64].as_slice(), false)
         }
     }
 }
@@ -48,7 +50,12 @@ pub fn expand_scale(scale: &Tensor, strategy: Strategy, in_features: i64) -> Ten
 
 /// Round-to-nearest quantization of `w` `[out, in]` with min-max scales.
 /// Panics never; callers check that the group size divides `in` (see `pipeline`).
-pub fn quantize_rtn(w: &Tensor, t: WeightType, strategy: Strategy, scale_kind: Kind) -> QuantizedWeight {
+pub fn quantize_rtn(
+    w: &Tensor,
+    t: WeightType,
+    strategy: Strategy,
+    scale_kind: Kind,
+) -> QuantizedWeight {
     let w = w.to_kind(Kind::Float);
     let inf = w.size()[1];
     let amax = absmax(&w, strategy);
@@ -65,7 +72,13 @@ pub fn quantize_rtn(w: &Tensor, t: WeightType, strategy: Strategy, scale_kind: K
 }
 
 /// Quantize `w` with given scales (`scale` in its stored dtype; arithmetic in fp32).
-pub fn quantize_with_scale(w: &Tensor, scale: &Tensor, t: WeightType, strategy: Strategy, in_features: i64) -> Tensor {
+pub fn quantize_with_scale(
+    w: &Tensor,
+    scale: &Tensor,
+    t: WeightType,
+    strategy: Strategy,
+    in_features: i64,
+) -> Tensor {
     let s = expand_scale(&scale.to_kind(Kind::Float), strategy, in_features);
     let x = w.to_kind(Kind::Float) / s;
     match t {

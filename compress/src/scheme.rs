@@ -23,7 +23,12 @@ pub enum SchemeName {
 
 impl SchemeName {
     /// All presets, in the order `--help` lists them.
-    pub const ALL: [SchemeName; 4] = [SchemeName::W8A8Fp8, SchemeName::W8A8Int8, SchemeName::W4A16, SchemeName::W8A16];
+    pub const ALL: [SchemeName; 4] = [
+        SchemeName::W8A8Fp8,
+        SchemeName::W8A8Int8,
+        SchemeName::W4A16,
+        SchemeName::W8A16,
+    ];
 
     /// The CLI spelling.
     pub fn as_str(&self) -> &'static str {
@@ -41,7 +46,11 @@ impl SchemeName {
         Self::ALL
             .iter()
             .copied()
-            .find(|k| k.as_str() == n || (n == "fp8" && *k == SchemeName::W8A8Fp8) || (n == "int8" && *k == SchemeName::W8A8Int8))
+            .find(|k| {
+                k.as_str() == n
+                    || (n == "fp8" && *k == SchemeName::W8A8Fp8)
+                    || (n == "int8" && *k == SchemeName::W8A8Int8)
+            })
             .ok_or_else(|| {
                 let known: Vec<&str> = Self::ALL.iter().map(|k| k.as_str()).collect();
                 anyhow::anyhow!("unknown scheme '{s}' (known: {})", known.join(", "))
@@ -133,7 +142,13 @@ impl Scheme {
         }
     }
 
-    fn args_json(t: WeightType, strategy: &str, group: Option<usize>, dynamic: bool, observer: Option<&str>) -> serde_json::Value {
+    fn args_json(
+        t: WeightType,
+        strategy: &str,
+        group: Option<usize>,
+        dynamic: bool,
+        observer: Option<&str>,
+    ) -> serde_json::Value {
         let (kind, bits) = match t {
             WeightType::Int { bits } => ("int", bits),
             WeightType::Fp8E4M3 => ("float", 8),
@@ -160,7 +175,13 @@ impl Scheme {
             Strategy::Channel => ("channel", None),
             Strategy::Group(g) => ("group", Some(g)),
         };
-        let weights = Self::args_json(self.weight, strategy, group, false, Some("memoryless_minmax"));
+        let weights = Self::args_json(
+            self.weight,
+            strategy,
+            group,
+            false,
+            Some("memoryless_minmax"),
+        );
         let input = self
             .activations
             .map(|a| Self::args_json(a, "token", None, true, None))

@@ -3,6 +3,7 @@
 //! - `float-quantized` / `int-quantized`: `P.weight` (F8_E4M3 / I8 `[out, in]`), `P.weight_scale` (`[out, 1]`).
 //! - `pack-quantized`: `P.weight_packed` (I32 `[out, in/8]`), `P.weight_scale` (`[out, in/g]`),
 //!   `P.weight_shape` (I64 `[2]`).
+//!
 //! Everything else (embeddings, norms, `lm_head`) is copied unchanged. The folder is built under a
 //! temporary name beside `out_dir` and renamed into place only when complete.
 
@@ -31,20 +32,28 @@ pub fn write_checkpoint(
     force: bool,
 ) -> Result<()> {
     if out_dir.exists() && !force {
-        anyhow::bail!("{}: output folder already exists (use --force to replace it)", out_dir.display());
+        anyhow::bail!(
+            "{}: output folder already exists (use --force to replace it)",
+            out_dir.display()
+        );
     }
     let parent = out_dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| Path::new("."));
-    std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create", parent.display()))?;
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("{}: cannot create", parent.display()))?;
     let tmp = tempfile::Builder::new()
         .prefix(".quantlab-tmp-")
         .tempdir_in(parent)
         .with_context(|| format!("{}: cannot create a temporary folder", parent.display()))?;
     let mut meta = std::collections::HashMap::new();
     meta.insert("format".to_string(), "pt".to_string());
-    quantlab_model::weights::save_safetensors(&tmp.path().join("model.safetensors"), tensors, Some(meta))?;
+    quantlab_model::weights::save_safetensors(
+        &tmp.path().join("model.safetensors"),
+        tensors,
+        Some(meta),
+    )?;
     let cfg_text = serde_json::to_string_pretty(config)?;
     std::fs::write(tmp.path().join("config.json"), cfg_text + "\n")?;
     std::fs::write(
@@ -54,13 +63,20 @@ pub fn write_checkpoint(
     for f in SIDE_FILES {
         let p = src_dir.join(f);
         if p.exists() {
-            std::fs::copy(&p, tmp.path().join(f)).with_context(|| format!("{}: cannot copy", p.display()))?;
+            std::fs::copy(&p, tmp.path().join(f))
+                .with_context(|| format!("{}: cannot copy", p.display()))?;
         }
     }
     let tmp_path = tmp.keep();
     if out_dir.exists() {
-        std::fs::remove_dir_all(out_dir).with_context(|| format!("{}: cannot replace", out_dir.display()))?;
+        std::fs::remove_dir_all(out_dir)
+            .with_context(|| format!("{}: cannot replace", out_dir.display()))?;
     }
-    std::fs::rename(&tmp_path, out_dir).with_context(|| format!("{}: cannot move the finished checkpoint into place", out_dir.display()))?;
+    std::fs::rename(&tmp_path, out_dir).with_context(|| {
+        format!(
+            "{}: cannot move the finished checkpoint into place",
+            out_dir.display()
+        )
+    })?;
     Ok(())
 }

@@ -11,7 +11,12 @@ fn codes(t: &Tensor) -> Vec<i64> {
 #[test]
 fn int4_symmetric_scale_is_absmax_over_7_5_in_bf16() {
     let w = Tensor::from_slice(&[0.75f32, -1.5, 0.1, 0.3]).view([1, 4]);
-    let q = quantize_rtn(&w, WeightType::Int { bits: 4 }, Strategy::Channel, Kind::BFloat16);
+    let q = quantize_rtn(
+        &w,
+        WeightType::Int { bits: 4 },
+        Strategy::Channel,
+        Kind::BFloat16,
+    );
     // 1.5 / 7.5 = 0.2 -> bf16 0.2001953125
     assert_eq!(q.scale.kind(), Kind::BFloat16);
     assert_eq!(q.scale.double_value(&[0, 0]), 0.2001953125);
@@ -23,12 +28,22 @@ fn int4_symmetric_scale_is_absmax_over_7_5_in_bf16() {
 fn rounding_is_half_to_even_and_clamped() {
     // absmax 7.5 -> scale exactly 1.0
     let w = Tensor::from_slice(&[7.5f32, 0.5, 1.5, 2.5, -0.5, -2.5, 3.49, -7.5]).view([1, 8]);
-    let q = quantize_rtn(&w, WeightType::Int { bits: 4 }, Strategy::Channel, Kind::BFloat16);
+    let q = quantize_rtn(
+        &w,
+        WeightType::Int { bits: 4 },
+        Strategy::Channel,
+        Kind::BFloat16,
+    );
     assert_eq!(q.scale.double_value(&[0, 0]), 1.0);
     assert_eq!(codes(&q.codes), vec![7, 0, 2, 2, 0, -2, 3, -8]);
     // int8: absmax 127.5 -> scale 1.0; 127.5 rounds to 128 and clamps to 127.
     let w = Tensor::from_slice(&[127.5f32, -127.5, 10.5, 11.5]).view([1, 4]);
-    let q = quantize_rtn(&w, WeightType::Int { bits: 8 }, Strategy::Channel, Kind::BFloat16);
+    let q = quantize_rtn(
+        &w,
+        WeightType::Int { bits: 8 },
+        Strategy::Channel,
+        Kind::BFloat16,
+    );
     assert_eq!(q.scale.double_value(&[0, 0]), 1.0);
     assert_eq!(codes(&q.codes), vec![127, -128, 10, 12]);
 }
@@ -47,19 +62,31 @@ fn fp8_e4m3_scale_and_rounding() {
 #[test]
 fn group_scales_are_per_group_of_columns() {
     let w = Tensor::from_slice(&[1.0f32, -2.0, 3.0, 4.0, 0.5, 0.25, -0.75, 0.1]).view([1, 8]);
-    let q = quantize_rtn(&w, WeightType::Int { bits: 4 }, Strategy::Group(4), Kind::Float);
+    let q = quantize_rtn(
+        &w,
+        WeightType::Int { bits: 4 },
+        Strategy::Group(4),
+        Kind::Float,
+    );
     assert_eq!(q.scale.size(), vec![1, 2]);
     let s: Vec<f32> = Vec::<f32>::try_from(q.scale.flatten(0, -1)).unwrap();
-    assert!((s[0] - 4.0 / 7.5).abs() < 1e-7 && (s[1] - 0.75 / 7.5).abs() < 1e-7, "{s:?}");
+    assert!(
+        (s[0] - 4.0 / 7.5).abs() < 1e-7 && (s[1] - 0.75 / 7.5).abs() < 1e-7,
+        "{s:?}"
+    );
     let d = dequantize(&q, Strategy::Group(4));
     let err = (d - &w).abs().max().double_value(&[]);
-    assert!(err <= 4.0 / 7.5 / 2.0 + 1e-6, "error {err} beyond half a step");
+    assert!(
+        err <= 4.0 / 7.5 / 2.0 + 1e-6,
+        "error {err} beyond half a step"
+    );
 }
 
 #[test]
 fn int4_packing_layout_low_bits_first_with_offset() {
     // -8..-1 -> nibbles 0..7 -> 0x76543210 ; 0..7 -> nibbles 8..15 -> 0xFEDCBA98 (negative as i32)
-    let c = Tensor::from_slice(&[-8i8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7]).view([1, 16]);
+    let c = Tensor::from_slice(&[-8i8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7])
+        .view([1, 16]);
     let p = pack_int4(&c).unwrap();
     assert_eq!(p.kind(), Kind::Int);
     assert_eq!(codes(&p), vec![0x76543210i64, 0xFEDCBA98u32 as i32 as i64]);
@@ -72,9 +99,15 @@ fn int4_packing_layout_low_bits_first_with_offset() {
 fn scheme_names_and_group_size_override() {
     assert_eq!(SchemeName::parse("W4A16").unwrap(), SchemeName::W4A16);
     let e = SchemeName::parse("w3a5").unwrap_err().to_string();
-    assert!(e.contains("unknown scheme 'w3a5'") && e.contains("w8a8-fp8"), "{e}");
+    assert!(
+        e.contains("unknown scheme 'w3a5'") && e.contains("w8a8-fp8"),
+        "{e}"
+    );
     let s = Scheme::preset(SchemeName::W4A16, Some(64)).unwrap();
     assert_eq!(s.strategy, Strategy::Group(64));
-    assert_eq!(Scheme::preset(SchemeName::W4A16, None).unwrap().strategy, Strategy::Group(128));
+    assert_eq!(
+        Scheme::preset(SchemeName::W4A16, None).unwrap().strategy,
+        Strategy::Group(128)
+    );
     assert!(Scheme::preset(SchemeName::W8A8Fp8, Some(64)).is_err());
 }

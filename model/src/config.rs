@@ -140,14 +140,16 @@ impl LlamaConfig {
                 });
             }
         }
-        if cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 && cfg.head_dim.is_none() {
+        if cfg.num_attention_heads == 0
+            || (!cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) && cfg.head_dim.is_none())
+        {
             return Err(ModelError::Config {
                 file: path.to_path_buf(),
                 field: "num_attention_heads".into(),
                 msg: "must be > 0 and divide hidden_size (or set head_dim)".into(),
             });
         }
-        if cfg.num_attention_heads % cfg.num_kv_heads() != 0 {
+        if !cfg.num_attention_heads.is_multiple_of(cfg.num_kv_heads()) {
             return Err(ModelError::Config {
                 file: path.to_path_buf(),
                 field: "num_key_value_heads".into(),
@@ -159,12 +161,15 @@ impl LlamaConfig {
 
     /// Number of key/value heads (grouped-query attention); defaults to the query heads.
     pub fn num_kv_heads(&self) -> usize {
-        self.num_key_value_heads.unwrap_or(self.num_attention_heads).max(1)
+        self.num_key_value_heads
+            .unwrap_or(self.num_attention_heads)
+            .max(1)
     }
 
     /// Per-head dimension.
     pub fn head_dim(&self) -> usize {
-        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads)
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads)
     }
 
     /// Rope base frequency θ (default 10000).
@@ -194,6 +199,9 @@ impl LlamaConfig {
 
     /// EOS token ids from config.json (may be empty).
     pub fn eos_ids(&self) -> Vec<i64> {
-        self.eos_token_id.as_ref().map(|t| t.to_vec()).unwrap_or_default()
+        self.eos_token_id
+            .as_ref()
+            .map(|t| t.to_vec())
+            .unwrap_or_default()
     }
 }

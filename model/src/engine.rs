@@ -56,25 +56,35 @@ pub fn parse_device(s: &str) -> Result<Device> {
             }
         }
         s if s.starts_with("cuda:") => {
-            let n: usize = s[5..].parse().map_err(|_| ModelError::Other(format!("bad device '{s}'")))?;
+            let n: usize = s[5..]
+                .parse()
+                .map_err(|_| ModelError::Other(format!("bad device '{s}'")))?;
             if (n as i64) < tch::Cuda::device_count() {
                 Ok(Device::Cuda(n))
             } else {
                 Err(ModelError::Other(format!("device '{s}' not available")))
             }
         }
-        other => Err(ModelError::Other(format!("unknown device '{other}' (cpu, cuda, cuda:N, auto)"))),
+        other => Err(ModelError::Other(format!(
+            "unknown device '{other}' (cpu, cuda, cuda:N, auto)"
+        ))),
     }
 }
 
 /// Parse a dtype string for `device`.
 pub fn parse_dtype(s: &str, device: Device) -> Result<Kind> {
     match s {
-        "auto" => Ok(if device.is_cuda() { Kind::BFloat16 } else { Kind::Float }),
+        "auto" => Ok(if device.is_cuda() {
+            Kind::BFloat16
+        } else {
+            Kind::Float
+        }),
         "float32" | "fp32" | "f32" => Ok(Kind::Float),
         "bfloat16" | "bf16" => Ok(Kind::BFloat16),
         "float16" | "fp16" | "f16" => Ok(Kind::Half),
-        other => Err(ModelError::Other(format!("unknown dtype '{other}' (float32, bfloat16, float16, auto)"))),
+        other => Err(ModelError::Other(format!(
+            "unknown dtype '{other}' (float32, bfloat16, float16, auto)"
+        ))),
     }
 }
 
@@ -132,13 +142,19 @@ impl Engine {
     }
 
     fn max_length(&self) -> usize {
-        self.opts.max_length.unwrap_or(self.model.cfg.max_position_embeddings)
+        self.opts
+            .max_length
+            .unwrap_or(self.model.cfg.max_position_embeddings)
     }
 
     /// Score token-level requests `(context_ids, continuation_ids)`. An empty context is an error
     /// (callers put a prefix token there, as lm-eval does). `progress(n)` is called after each
     /// batch with the number of requests finished in it.
-    pub fn score(&self, reqs: &[(Vec<i64>, Vec<i64>)], progress: &dyn Fn(usize)) -> Result<Vec<Score>> {
+    pub fn score(
+        &self,
+        reqs: &[(Vec<i64>, Vec<i64>)],
+        progress: &dyn Fn(usize),
+    ) -> Result<Vec<Score>> {
         let max_len = self.max_length();
         // Build model inputs (lm-eval: inp = (ctx + cont)[-(max_len+1):][:-1]).
         let mut items: Vec<(usize, Vec<i64>, usize)> = Vec::with_capacity(reqs.len()); // (req idx, inp, cont_len)
@@ -178,11 +194,17 @@ impl Engine {
             for (r, &k) in batch.iter().enumerate() {
                 let inp = &items[k].1;
                 ids[r * longest..r * longest + inp.len()].copy_from_slice(inp);
-                valid[r * longest..r * longest + inp.len()].iter_mut().for_each(|v| *v = true);
+                valid[r * longest..r * longest + inp.len()]
+                    .iter_mut()
+                    .for_each(|v| *v = true);
             }
             let ids_t = Tensor::from_slice(&ids).view([b, t]).to_device(self.device);
-            let valid_t = Tensor::from_slice(&valid).view([b, t]).to_device(self.device);
-            let positions = Tensor::arange(t, (Kind::Int64, self.device)).unsqueeze(0).expand([b, t], false);
+            let valid_t = Tensor::from_slice(&valid)
+                .view([b, t])
+                .to_device(self.device);
+            let positions = Tensor::arange(t, (Kind::Int64, self.device))
+                .unsqueeze(0)
+                .expand([b, t], false);
             let mask = causal_mask(&valid_t, 0, t);
             let hidden = self.model.forward(&ids_t, &positions, &mask, None);
             for (r, &k) in batch.iter().enumerate() {
@@ -195,7 +217,10 @@ impl Engine {
                 let cont_t = Tensor::from_slice(cont).to_device(self.device);
                 let picked = logp.gather(1, &cont_t.unsqueeze(1), false).squeeze_dim(1);
                 let greedy = logp.argmax(-1, false);
-                let logprob = picked.to_kind(Kind::Double).sum(Kind::Double).double_value(&[]);
+                let logprob = picked
+                    .to_kind(Kind::Double)
+                    .sum(Kind::Double)
+                    .double_value(&[]);
                 let is_greedy = greedy.eq_tensor(&cont_t).all().int64_value(&[]) == 1;
                 out[*ri] = Score { logprob, is_greedy };
             }
@@ -230,10 +255,18 @@ impl Engine {
             }
             progress(batch.len());
         }
-        Ok(out.into_iter().map(|g| g.expect("every prompt generated")).collect())
+        Ok(out
+            .into_iter()
+            .map(|g| g.expect("every prompt generated"))
+            .collect())
     }
 
-    fn generate_batch(&self, prompts: &[&Vec<i64>], max_new: usize, stop: &[String]) -> Result<Vec<Generation>> {
+    fn generate_batch(
+        &self,
+        prompts: &[&Vec<i64>],
+        max_new: usize,
+        stop: &[String],
+    ) -> Result<Vec<Generation>> {
         let b = prompts.len() as i64;
         let t = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
         if prompts.iter().any(|p| p.is_empty()) {
@@ -258,19 +291,24 @@ impl Engine {
             }
         }
         let dev = self.device;
-        let mut key_valid = Tensor::from_slice(&valid).view([b, t as i64]).to_device(dev);
+        let mut key_valid = Tensor::from_slice(&valid)
+            .view([b, t as i64])
+            .to_device(dev);
         let mut next_pos: Vec<i64> = prompts.iter().map(|p| p.len() as i64).collect();
         let ids_t = Tensor::from_slice(&ids).view([b, t as i64]).to_device(dev);
         let pos_t = Tensor::from_slice(&pos).view([b, t as i64]).to_device(dev);
         let mut cache = KvCache::default();
         let mask = causal_mask(&key_valid, 0, t as i64);
         let hidden = self.model.forward(&ids_t, &pos_t, &mask, Some(&mut cache));
-        let mut last = self.model.logits(&hidden.narrow(1, t as i64 - 1, 1).squeeze_dim(1));
+        let mut last = self
+            .model
+            .logits(&hidden.narrow(1, t as i64 - 1, 1).squeeze_dim(1));
         let mut gen: Vec<Vec<i64>> = vec![Vec::new(); b as usize];
         let mut done = vec![false; b as usize];
         let mut texts: Vec<Option<String>> = vec![None; b as usize];
         for _step in 0..max_new {
-            let next: Vec<i64> = Vec::<i64>::try_from(last.argmax(-1, false).to_device(Device::Cpu))?;
+            let next: Vec<i64> =
+                Vec::<i64>::try_from(last.argmax(-1, false).to_device(Device::Cpu))?;
             for r in 0..b as usize {
                 if done[r] {
                     continue;
@@ -290,7 +328,9 @@ impl Engine {
             if done.iter().all(|&d| d) {
                 break;
             }
-            let feed: Vec<i64> = (0..b as usize).map(|r| if done[r] { pad } else { next[r] }).collect();
+            let feed: Vec<i64> = (0..b as usize)
+                .map(|r| if done[r] { pad } else { next[r] })
+                .collect();
             let feed_t = Tensor::from_slice(&feed).view([b, 1]).to_device(dev);
             let p_t = Tensor::from_slice(&next_pos).view([b, 1]).to_device(dev);
             next_pos.iter_mut().for_each(|p| *p += 1);

@@ -6,6 +6,7 @@ pub mod error;
 pub mod gguf;
 pub mod llama;
 pub mod quant;
+pub mod registry;
 pub mod tokenizer;
 pub mod weights;
 

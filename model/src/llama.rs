@@ -116,7 +116,9 @@ pub fn rope_inv_freq(cfg: &LlamaConfig) -> Result<Vec<f32>> {
 fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Tensor {
     let kind = x.kind();
     let xf = x.to_kind(Kind::Float);
-    let var = xf.pow_tensor_scalar(2).mean_dim([-1i64].as_slice(), true, Kind::Float);
+    let var = xf
+        .pow_tensor_scalar(2)
+        .mean_dim([-1i64].as_slice(), true, Kind::Float);
     let y = xf * (var + eps).rsqrt();
     w * y.to_kind(kind)
 }
@@ -133,7 +135,13 @@ impl Llama {
     ///
     /// Errors: a missing tensor, a tensor of the wrong shape, an unsupported quantization format
     /// or rope type, each naming the file and the tensor or field.
-    pub fn load(dir: &Path, cfg: LlamaConfig, w: &Weights, kind: Kind, device: Device) -> Result<Self> {
+    pub fn load(
+        dir: &Path,
+        cfg: LlamaConfig,
+        w: &Weights,
+        kind: Kind,
+        device: Device,
+    ) -> Result<Self> {
         let qcfg = match &cfg.quantization_config {
             Some(v) => Some(QuantizationConfig::from_value(v, &dir.join("config.json"))?),
             None => None,
@@ -150,7 +158,9 @@ impl Llama {
         let (qb, ob) = (cfg.qkv_bias(), cfg.o_bias());
         for i in 0..cfg.num_hidden_layers {
             let p = format!("model.layers.{i}");
-            let lin = |name: &str, bias: bool| load_linear(w, &format!("{p}.{name}"), bias, qcfg.as_ref(), kind, device);
+            let lin = |name: &str, bias: bool| {
+                load_linear(w, &format!("{p}.{name}"), bias, qcfg.as_ref(), kind, device)
+            };
             let attn = Attention {
                 q: lin("self_attn.q_proj", qb)?,
                 k: lin("self_attn.k_proj", qb)?,
@@ -162,13 +172,24 @@ impl Llama {
                 up: lin("mlp.up_proj", false)?,
                 down: lin("mlp.down_proj", false)?,
             };
-            let (nh, nkv, hd) = (cfg.num_attention_heads as i64, cfg.num_kv_heads() as i64, cfg.head_dim() as i64);
-            for (name, t, rows) in [("q_proj", &attn.q.weight, nh * hd), ("k_proj", &attn.k.weight, nkv * hd), ("v_proj", &attn.v.weight, nkv * hd)] {
+            let (nh, nkv, hd) = (
+                cfg.num_attention_heads as i64,
+                cfg.num_kv_heads() as i64,
+                cfg.head_dim() as i64,
+            );
+            for (name, t, rows) in [
+                ("q_proj", &attn.q.weight, nh * hd),
+                ("k_proj", &attn.k.weight, nkv * hd),
+                ("v_proj", &attn.v.weight, nkv * hd),
+            ] {
                 if t.size() != [rows, h] {
                     return Err(ModelError::Tensor {
                         file: dir.join("config.json"),
                         tensor: format!("{p}.self_attn.{name}.weight"),
-                        msg: format!("shape {:?} disagrees with config (expected [{rows}, {h}])", t.size()),
+                        msg: format!(
+                            "shape {:?} disagrees with config (expected [{rows}, {h}])",
+                            t.size()
+                        ),
                     });
                 }
             }
@@ -215,7 +236,13 @@ impl Llama {
     /// Run the decoder over `ids` `[b, t]` at `positions` `[b, t]` with boolean `mask`
     /// `[b, 1, t, past + t]`, appending to `cache` if given. Returns the final-normed hidden
     /// states `[b, t, hidden]`.
-    pub fn forward(&self, ids: &Tensor, positions: &Tensor, mask: &Tensor, mut cache: Option<&mut KvCache>) -> Tensor {
+    pub fn forward(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        mask: &Tensor,
+        mut cache: Option<&mut KvCache>,
+    ) -> Tensor {
         let (b, t) = (ids.size()[0], ids.size()[1]);
         let nh = self.cfg.num_attention_heads as i64;
         let nkv = self.cfg.num_kv_heads() as i64;
@@ -234,9 +261,24 @@ impl Llama {
         let mut x = Tensor::embedding(&self.embed, ids, -1, false, false);
         for (li, layer) in self.layers.iter().enumerate() {
             let hn = rms_norm(&x, &layer.input_norm, eps);
-            let q = layer.attn.q.forward(&hn).view([b, t, nh, hd]).transpose(1, 2);
-            let k = layer.attn.k.forward(&hn).view([b, t, nkv, hd]).transpose(1, 2);
-            let v = layer.attn.v.forward(&hn).view([b, t, nkv, hd]).transpose(1, 2);
+            let q = layer
+                .attn
+                .q
+                .forward(&hn)
+                .view([b, t, nh, hd])
+                .transpose(1, 2);
+            let k = layer
+                .attn
+                .k
+                .forward(&hn)
+                .view([b, t, nkv, hd])
+                .transpose(1, 2);
+            let v = layer
+                .attn
+                .v
+                .forward(&hn)
+                .view([b, t, nkv, hd])
+                .transpose(1, 2);
             let q = &q * &cos + rotate_half(&q) * &sin;
             let k = &k * &cos + rotate_half(&k) * &sin;
             let (k, v) = match cache.as_deref_mut() {
@@ -250,7 +292,16 @@ impl Llama {
                 }
                 None => (k, v),
             };
-            let a = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, None::<f64>, nkv != nh);
+            let a = Tensor::scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                Some(mask),
+                0.0,
+                false,
+                None::<f64>,
+                nkv != nh,
+            );
             let a = a.transpose(1, 2).reshape([b, t, nh * hd]);
             let h = &x + layer.attn.o.forward(&a);
             let hn = rms_norm(&h, &layer.post_norm, eps);
@@ -262,7 +313,9 @@ impl Llama {
 
     /// Logits `[..., vocab]` in fp32 from final hidden states `[..., hidden]`.
     pub fn logits(&self, hidden: &Tensor) -> Tensor {
-        hidden.linear::<&Tensor>(&self.lm_head, None).to_kind(Kind::Float)
+        hidden
+            .linear::<&Tensor>(&self.lm_head, None)
+            .to_kind(Kind::Float)
     }
 }
 
@@ -277,6 +330,9 @@ pub fn causal_mask(key_valid: &Tensor, past: i64, t: i64) -> Tensor {
     let causal = kj.le_tensor(&qi); // [t, total]
     let diag = kj.eq_tensor(&qi);
     let valid = key_valid.to_kind(Kind::Bool).unsqueeze(1); // [b, 1, total]
-    let m = causal.unsqueeze(0).logical_and(&valid).logical_or(&diag.unsqueeze(0));
+    let m = causal
+        .unsqueeze(0)
+        .logical_and(&valid)
+        .logical_or(&diag.unsqueeze(0));
     m.unsqueeze(1)
 }

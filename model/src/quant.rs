@@ -89,7 +89,10 @@ impl QuantizationConfig {
             return Err(ModelError::Config {
                 file: file.to_path_buf(),
                 field: "quantization_config.quant_method".into(),
-                msg: format!("'{}' is not supported (only compressed-tensors)", q.quant_method),
+                msg: format!(
+                    "'{}' is not supported (only compressed-tensors)",
+                    q.quant_method
+                ),
             });
         }
         Ok(q)
@@ -100,9 +103,11 @@ impl QuantizationConfig {
         if self.ignore.iter().any(|i| module_matches(module, i)) {
             return None;
         }
-        self.config_groups
-            .values()
-            .find(|g| g.targets.iter().any(|t| t == "Linear" || module_matches(module, t)))
+        self.config_groups.values().find(|g| {
+            g.targets
+                .iter()
+                .any(|t| t == "Linear" || module_matches(module, t))
+        })
     }
 }
 
@@ -173,7 +178,10 @@ pub fn fake_quant_per_token(x: &Tensor, q: ActQuant) -> Tensor {
         }
         ActQuant::Fp8Token => {
             let scale = (absmax / 448.0).clamp_min(f32::EPSILON as f64);
-            let qx = (&xf / &scale).clamp(-448.0, 448.0).to_kind(Kind::Float8e4m3fn).to_kind(Kind::Float);
+            let qx = (&xf / &scale)
+                .clamp(-448.0, 448.0)
+                .to_kind(Kind::Float8e4m3fn)
+                .to_kind(Kind::Float);
             (qx * scale).to_kind(kind)
         }
     }
@@ -184,7 +192,10 @@ pub fn unpack_int4(packed: &Tensor, in_features: i64) -> Tensor {
     let p = packed.to_kind(Kind::Int64);
     let shifts = Tensor::from_slice(&[0i64, 4, 8, 12, 16, 20, 24, 28]);
     let out = p.size()[0];
-    let nib = p.unsqueeze(-1).bitwise_right_shift(&shifts.view([1, 1, 8])).bitwise_and(0xF);
+    let nib = p
+        .unsqueeze(-1)
+        .bitwise_right_shift(&shifts.view([1, 1, 8]))
+        .bitwise_and(0xF);
     let vals = nib.reshape([out, -1]) - 8;
     vals.narrow(1, 0, in_features)
 }
@@ -203,7 +214,11 @@ pub fn load_linear(
     device: tch::Device,
 ) -> Result<Linear> {
     let b = if bias {
-        Some(w.get(&format!("{prefix}.bias"))?.to_kind(kind).to_device(device))
+        Some(
+            w.get(&format!("{prefix}.bias"))?
+                .to_kind(kind)
+                .to_device(device),
+        )
     } else {
         None
     };
@@ -222,9 +237,15 @@ pub fn load_linear(
                 Some(a) if a.kind == "float" && a.num_bits == 8 => Some(ActQuant::Fp8Token),
                 Some(a) => {
                     return Err(ModelError::Tensor {
-                        file: w.file_of(&format!("{prefix}.weight")).map(Path::to_path_buf).unwrap_or_default(),
+                        file: w
+                            .file_of(&format!("{prefix}.weight"))
+                            .map(Path::to_path_buf)
+                            .unwrap_or_default(),
                         tensor: prefix.into(),
-                        msg: format!("input activations {} {}-bit are not supported", a.kind, a.num_bits),
+                        msg: format!(
+                            "input activations {} {}-bit are not supported",
+                            a.kind, a.num_bits
+                        ),
                     })
                 }
             };
@@ -240,7 +261,9 @@ pub fn load_linear(
 
 /// Dequantize one compressed linear weight to fp32 `[out, in]`.
 fn dequantize(w: &Weights, prefix: &str, format: &str) -> Result<Tensor> {
-    let scale = w.get(&format!("{prefix}.weight_scale"))?.to_kind(Kind::Float);
+    let scale = w
+        .get(&format!("{prefix}.weight_scale"))?
+        .to_kind(Kind::Float);
     let zp_name = format!("{prefix}.weight_zero_point");
     let file = || {
         w.file_of(&format!("{prefix}.weight_scale"))
@@ -252,7 +275,9 @@ fn dequantize(w: &Weights, prefix: &str, format: &str) -> Result<Tensor> {
             w.get(&format!("{prefix}.weight"))?.to_kind(Kind::Float)
         }
         "pack-quantized" => {
-            let shape = w.get(&format!("{prefix}.weight_shape"))?.to_kind(Kind::Int64);
+            let shape = w
+                .get(&format!("{prefix}.weight_shape"))?
+                .to_kind(Kind::Int64);
             let dims: Vec<i64> = Vec::<i64>::try_from(&shape).map_err(ModelError::Torch)?;
             if dims.len() != 2 {
                 return Err(ModelError::Tensor {
@@ -266,7 +291,10 @@ fn dequantize(w: &Weights, prefix: &str, format: &str) -> Result<Tensor> {
                 return Err(ModelError::Tensor {
                     file: file(),
                     tensor: format!("{prefix}.weight_packed"),
-                    msg: format!("shape {:?} does not hold weight_shape {dims:?}", packed.size()),
+                    msg: format!(
+                        "shape {:?} does not hold weight_shape {dims:?}",
+                        packed.size()
+                    ),
                 });
             }
             unpack_int4(&packed, dims[1]).to_kind(Kind::Float)

@@ -51,7 +51,8 @@ impl Tokenizer {
         })?;
         let cfg_path = dir.join("tokenizer_config.json");
         let cfg: serde_json::Value = if cfg_path.exists() {
-            let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::io(&cfg_path, e))?;
+            let text =
+                std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::io(&cfg_path, e))?;
             serde_json::from_str(&text).map_err(|e| ModelError::Format {
                 file: cfg_path.clone(),
                 msg: format!("not valid JSON: {e}"),
@@ -77,7 +78,8 @@ impl Tokenizer {
         };
         let jinja = dir.join("chat_template.jinja");
         if chat_template.is_none() && jinja.exists() {
-            chat_template = Some(std::fs::read_to_string(&jinja).map_err(|e| ModelError::io(&jinja, e))?);
+            chat_template =
+                Some(std::fs::read_to_string(&jinja).map_err(|e| ModelError::io(&jinja, e))?);
         }
         let bos_token = token_str(cfg.get("bos_token"));
         let eos_token = token_str(cfg.get("eos_token"));
@@ -128,18 +130,31 @@ impl Tokenizer {
 
     /// Render `messages` with the chat template; `add_generation_prompt` appends the assistant
     /// turn opener. Errors: no chat template (naming tokenizer_config.json), template errors.
-    pub fn apply_chat_template(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
-        let src = self.chat_template.as_ref().ok_or_else(|| ModelError::Config {
-            file: self.config_path.clone(),
-            field: "chat_template".into(),
-            msg: "this model has no chat template, but the task needs one".into(),
-        })?;
-        render_chat_template(src, messages, add_generation_prompt, self.bos_token.as_deref(), self.eos_token.as_deref())
-            .map_err(|e| ModelError::Config {
+    pub fn apply_chat_template(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        let src = self
+            .chat_template
+            .as_ref()
+            .ok_or_else(|| ModelError::Config {
                 file: self.config_path.clone(),
                 field: "chat_template".into(),
-                msg: e,
-            })
+                msg: "this model has no chat template, but the task needs one".into(),
+            })?;
+        render_chat_template(
+            src,
+            messages,
+            add_generation_prompt,
+            self.bos_token.as_deref(),
+            self.eos_token.as_deref(),
+        )
+        .map_err(|e| ModelError::Config {
+            file: self.config_path.clone(),
+            field: "chat_template".into(),
+            msg: e,
+        })
     }
 }
 
@@ -155,9 +170,15 @@ pub fn render_chat_template(
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
-    env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
-        Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
-    });
+    env.add_function(
+        "raise_exception",
+        |msg: String| -> std::result::Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                msg,
+            ))
+        },
+    );
     env.add_template("chat", src).map_err(|e| e.to_string())?;
     let tmpl = env.get_template("chat").map_err(|e| e.to_string())?;
     tmpl.render(minijinja::context! {

@@ -72,17 +72,25 @@ impl Weights {
         let index_path = dir.join("model.safetensors.index.json");
         let mut files: Vec<PathBuf> = Vec::new();
         if index_path.exists() {
-            let text = std::fs::read_to_string(&index_path).map_err(|e| ModelError::io(&index_path, e))?;
-            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::Format {
-                file: index_path.clone(),
-                msg: format!("not valid JSON: {e}"),
-            })?;
-            let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| ModelError::Config {
-                file: index_path.clone(),
-                field: "weight_map".into(),
-                msg: "missing or not an object".into(),
-            })?;
-            let mut seen: Vec<String> = map.values().filter_map(|s| s.as_str().map(String::from)).collect();
+            let text =
+                std::fs::read_to_string(&index_path).map_err(|e| ModelError::io(&index_path, e))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| ModelError::Format {
+                    file: index_path.clone(),
+                    msg: format!("not valid JSON: {e}"),
+                })?;
+            let map = v
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| ModelError::Config {
+                    file: index_path.clone(),
+                    field: "weight_map".into(),
+                    msg: "missing or not an object".into(),
+                })?;
+            let mut seen: Vec<String> = map
+                .values()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect();
             seen.sort();
             seen.dedup();
             files = seen.into_iter().map(|f| dir.join(f)).collect();
@@ -162,7 +170,11 @@ impl Weights {
 
     fn missing(&self, name: &str) -> ModelError {
         ModelError::Tensor {
-            file: self.shards.first().map(|s| s.path.clone()).unwrap_or_default(),
+            file: self
+                .shards
+                .first()
+                .map(|s| s.path.clone())
+                .unwrap_or_default(),
             tensor: name.into(),
             msg: "missing from the checkpoint".into(),
         }
@@ -197,7 +209,10 @@ impl Weights {
         let t = self.get(name)?;
         if t.size() != shape {
             return Err(ModelError::Tensor {
-                file: self.file_of(name).map(Path::to_path_buf).unwrap_or_default(),
+                file: self
+                    .file_of(name)
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default(),
                 tensor: name.into(),
                 msg: format!("shape {:?}, expected {:?}", t.size(), shape),
             });

@@ -24,7 +24,11 @@ fn engine(batch: usize) -> Engine {
 }
 
 fn ids_of(v: &Value) -> Vec<i64> {
-    v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect()
 }
 
 #[test]
@@ -42,15 +46,27 @@ fn logits_and_greedy_match_transformers() {
         let t = ids.len() as i64;
         let ids_t = Tensor::from_slice(&ids).view([1, t]);
         let pos = Tensor::arange(t, (Kind::Int64, tch::Device::Cpu)).view([1, t]);
-        let mask = quantlab_model::llama::causal_mask(&Tensor::ones([1, t], (Kind::Bool, tch::Device::Cpu)), 0, t);
+        let mask = quantlab_model::llama::causal_mask(
+            &Tensor::ones([1, t], (Kind::Bool, tch::Device::Cpu)),
+            0,
+            t,
+        );
         let h = tch::no_grad(|| e.model.forward(&ids_t, &pos, &mask, None));
         let logits = e.model.logits(&h.get(0));
         let last = logits.get(t - 1);
         let ref_ids = ids_of(&c["last_top20_ids"]);
-        let ref_logits: Vec<f64> = c["last_top20_logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        let ref_logits: Vec<f64> = c["last_top20_logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
         for (k, (&id, &rl)) in ref_ids.iter().zip(&ref_logits).enumerate() {
             let ours = last.double_value(&[id]);
-            assert!((ours - rl).abs() < 1e-3, "case {ci}: top-{k} id {id}: ours {ours} vs transformers {rl}");
+            assert!(
+                (ours - rl).abs() < 1e-3,
+                "case {ci}: top-{k} id {id}: ours {ours} vs transformers {rl}"
+            );
         }
         let (_, top) = last.topk(20, -1, true, true);
         let top: Vec<i64> = Vec::<i64>::try_from(top).unwrap();
@@ -79,27 +95,50 @@ fn logits_and_greedy_match_transformers() {
 fn batched_scores_equal_unbatched() {
     let e = engine(16);
     let texts = [
-        ("Question: What is the capital of France?\nAnswer:", " Paris"),
+        (
+            "Question: What is the capital of France?\nAnswer:",
+            " Paris",
+        ),
         ("The quick brown fox", " jumps over the lazy dog."),
         ("1 + 1 =", " 2"),
-        ("A man is sitting on a roof. He", " starts pulling up roofing on a roof."),
+        (
+            "A man is sitting on a roof. He",
+            " starts pulling up roofing on a roof.",
+        ),
     ];
     let reqs: Vec<(Vec<i64>, Vec<i64>)> = texts
         .iter()
-        .map(|(c, x)| (e.tokenizer.encode(c).unwrap(), e.tokenizer.encode(x).unwrap()))
+        .map(|(c, x)| {
+            (
+                e.tokenizer.encode(c).unwrap(),
+                e.tokenizer.encode(x).unwrap(),
+            )
+        })
         .collect();
     let all = e.score(&reqs, &|_| {}).unwrap();
     for (i, r) in reqs.iter().enumerate() {
         let one = e.score(std::slice::from_ref(r), &|_| {}).unwrap()[0];
-        assert!((one.logprob - all[i].logprob).abs() < 1e-4, "request {i}: {} vs {}", one.logprob, all[i].logprob);
+        assert!(
+            (one.logprob - all[i].logprob).abs() < 1e-4,
+            "request {i}: {} vs {}",
+            one.logprob,
+            all[i].logprob
+        );
         assert_eq!(one.is_greedy, all[i].is_greedy);
         assert!(one.logprob < 0.0 && one.logprob > -100.0);
     }
     // The model's own greedy continuation must score as greedy, and a changed token must not.
     let ctx = reqs[0].0.clone();
-    let g = e.generate(std::slice::from_ref(&ctx), 6, &[], &|_| {}).unwrap().remove(0);
+    let g = e
+        .generate(std::slice::from_ref(&ctx), 6, &[], &|_| {})
+        .unwrap()
+        .remove(0);
     let s = e.score(&[(ctx.clone(), g.ids.clone())], &|_| {}).unwrap()[0];
-    assert!(s.is_greedy, "own greedy continuation {:?} not greedy", g.ids);
+    assert!(
+        s.is_greedy,
+        "own greedy continuation {:?} not greedy",
+        g.ids
+    );
     let mut other = g.ids.clone();
     other[0] = (other[0] + 1) % 49152;
     let s2 = e.score(&[(ctx, other)], &|_| {}).unwrap()[0];

@@ -295,6 +295,37 @@ fn bad_input_gives_clean_errors() {
     std::fs::write(&count, &n).unwrap();
     assert_clean_error(&count, tmp.path(), "tensor count");
 
+    // A required metadata key renamed (same length, so the rest of the file is intact).
+    let find = |hay: &[u8], needle: &[u8]| {
+        hay.windows(needle.len())
+            .position(|w| w == needle)
+            .unwrap_or_else(|| panic!("{:?} not in the GGUF", String::from_utf8_lossy(needle)))
+    };
+    let mut k = src.clone();
+    let at = find(&k, b"llama.block_count");
+    k[at..at + 17].copy_from_slice(b"llama.block_xount");
+    let key = tmp.path().join("no-block-count.gguf");
+    std::fs::write(&key, &k).unwrap();
+    assert_clean_error(&key, tmp.path(), "metadata key 'llama.block_count' missing");
+
+    // token_embd.weight (Q8_0, 2 dims) relabelled Q5_0 (id 6): same block length, fewer bytes.
+    let mut t = src.clone();
+    let at = find(&t, b"token_embd.weight") + 17 + 4 + 16;
+    assert_eq!(
+        t[at..at + 4],
+        8u32.to_le_bytes(),
+        "type id of token_embd.weight"
+    );
+    t[at..at + 4].copy_from_slice(&6u32.to_le_bytes());
+    let ty = tmp.path().join("q5_0.gguf");
+    std::fs::write(&ty, &t).unwrap();
+    assert_clean_error(
+        &ty,
+        tmp.path(),
+        "tensor 'token_embd.weight': unsupported ggml type Q5_0",
+    );
+    drop((k, t));
+
     let empty = tmp.path().join("empty.gguf");
     std::fs::write(&empty, b"").unwrap();
     assert_clean_error(&empty, tmp.path(), "not a GGUF file");

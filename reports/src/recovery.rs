@@ -157,7 +157,10 @@ pub fn recovery_table(runs: &[RunResults], baseline: Option<&str>) -> Result<Rec
         .iter()
         .map(|&ri| col(labels[ri].as_str()).is_not_null())
         .collect();
-    let mut aggregates = vec![lit(AVERAGE_ROW).alias(TASK_COL), lit("").alias(METRIC_COL)];
+    let mut aggregates = vec![
+        lit(AVERAGE_ROW).alias(TASK_COL),
+        lit(format!("mean of {k} tasks")).alias(METRIC_COL),
+    ];
     for &ri in &order {
         let label = labels[ri].as_str();
         let se = stderr_column(label);
@@ -400,11 +403,7 @@ impl RecoveryTable {
     /// baseline score is 0, `—` where a run lacks the task. Standard errors are in the CSV/JSON.
     pub fn to_markdown(&self) -> String {
         let base = &self.baseline.label;
-        let mut header = vec![
-            TASK_COL.to_string(),
-            METRIC_COL.to_string(),
-            base.clone(),
-        ];
+        let mut header = vec![TASK_COL.to_string(), METRIC_COL.to_string(), base.clone()];
         for run in &self.compared {
             header.push(run.label.clone());
             header.push(recovery_column(&run.label));
@@ -413,11 +412,7 @@ impl RecoveryTable {
         let (mut any_na, mut any_missing) = (false, false);
         for i in 0..self.frame.height() {
             let b = self.cell(base, i);
-            let mut row = vec![
-                self.text(TASK_COL, i),
-                self.text(METRIC_COL, i),
-                fmt_pct(b),
-            ];
+            let mut row = vec![self.text(TASK_COL, i), self.text(METRIC_COL, i), fmt_pct(b)];
             any_missing |= b.is_none();
             for run in &self.compared {
                 let q = self.cell(&run.label, i);
@@ -508,13 +503,15 @@ impl RecoveryTable {
     }
 
     /// Write the frame as CSV (polars `CsvWriter`), atomically: a temporary file in the same
-    /// folder, renamed over `path`. Numbers are percent at full precision; undefined or missing
-    /// values are written as `n/a`.
+    /// folder, renamed over `path`. Numbers are percent with 4 decimals (1e-6 in metric units,
+    /// far below any standard error; the JSON keeps full precision); undefined or missing values
+    /// are written as `n/a`.
     pub fn write_csv(&self, path: &Path) -> Result<()> {
         crate::report::write_atomic(path, |file| {
             let mut df = self.frame.clone();
             CsvWriter::new(file)
                 .include_header(true)
+                .with_float_precision(Some(4))
                 .with_null_value(NOT_AVAILABLE.to_string())
                 .finish(&mut df)?;
             Ok(())
@@ -524,9 +521,7 @@ impl RecoveryTable {
     /// The table as JSON: baseline and runs, the definitions used, and per row each run's
     /// `score`, `stderr` (percent) and `recovery_pct`; `null` where undefined or missing.
     pub fn to_json(&self) -> Value {
-        let run_json = |r: &RunColumn| {
-            json!({"label": r.label, "run_id": r.run_id, "model": r.model, "scheme": r.scheme})
-        };
+        let run_json = |r: &RunColumn| json!({"label": r.label, "run_id": r.run_id, "model": r.model, "scheme": r.scheme});
         let rows: Vec<Value> = (0..self.frame.height())
             .map(|i| {
                 let base = &self.baseline.label;

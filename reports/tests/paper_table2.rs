@@ -99,8 +99,10 @@ fn scheme(format: &str) -> &'static str {
 }
 
 fn to_run(row: &Row, tasks: &[(&str, f64)]) -> RunResults {
-    let scores: Vec<(&str, &str, f64, f64)> =
-        tasks.iter().map(|&(t, v)| (t, "score", v / 100.0, 0.0)).collect();
+    let scores: Vec<(&str, &str, f64, f64)> = tasks
+        .iter()
+        .map(|&(t, v)| (t, "score", v / 100.0, 0.0))
+        .collect();
     run(
         &format!("llama-3.1-{}-{}", row.size, row.format),
         &format!("Llama-3.1-{}-Instruct", row.size),
@@ -118,7 +120,8 @@ fn per_task_columns() {
         let runs: Vec<RunResults> = group
             .iter()
             .map(|r| {
-                let t: Vec<(&str, f64)> = TASKS.iter().copied().zip(r.tasks.iter().copied()).collect();
+                let t: Vec<(&str, f64)> =
+                    TASKS.iter().copied().zip(r.tasks.iter().copied()).collect();
                 to_run(r, &t)
             })
             .collect();
@@ -135,7 +138,10 @@ fn per_task_columns() {
             assert!(close(ours, mean), "{size} {label}: {ours} vs {mean}");
             // One-decimal inputs: |true mean - ours| <= 0.05, printed = true mean ± 0.005.
             let printed: f64 = row.average.parse().unwrap();
-            assert!((ours - printed).abs() <= 0.055 + 1e-9, "{size} {label}: {ours} vs {printed}");
+            assert!(
+                (ours - printed).abs() <= 0.055 + 1e-9,
+                "{size} {label}: {ours} vs {printed}"
+            );
             if size == "70B" {
                 assert_eq!(format!("{ours:.2}"), row.average, "70B {label} average");
                 exact_70b += 1;
@@ -145,8 +151,15 @@ fn per_task_columns() {
             }
             // Per-task recoveries: quantized / BF16 × 100 of the printed columns, and within the
             // one-decimal rounding of the paper's Table 10.
-            let qi = ["8B", "70B", "405B"].iter().position(|s| *s == size).unwrap() * 3
-                + ["W8A8-FP", "W8A8-INT", "W4A16-INT"].iter().position(|f| *f == row.format).unwrap();
+            let qi = ["8B", "70B", "405B"]
+                .iter()
+                .position(|s| *s == size)
+                .unwrap()
+                * 3
+                + ["W8A8-FP", "W8A8-INT", "W4A16-INT"]
+                    .iter()
+                    .position(|f| *f == row.format)
+                    .unwrap();
             for (j, task) in TASKS.iter().enumerate() {
                 let (q, b) = (row.tasks[j], base.tasks[j]);
                 let r = table.recovery(task, label).unwrap();
@@ -154,7 +167,10 @@ fn per_task_columns() {
                 let lo = (q - 0.05) / (b + 0.05) * 100.0 - 0.005;
                 let hi = (q + 0.05) / (b - 0.05) * 100.0 + 0.005;
                 let t10 = TABLE10[qi][j];
-                assert!(lo <= t10 && t10 <= hi, "{size} {label} {task}: Table 10 {t10} not in [{lo}, {hi}]");
+                assert!(
+                    lo <= t10 && t10 <= hi,
+                    "{size} {label} {task}: Table 10 {t10} not in [{lo}, {hi}]"
+                );
             }
             // Average recovery: ratio of our averages, within what the rounded inputs allow.
             let r = table.recovery(AVERAGE_ROW, label).unwrap();
@@ -162,9 +178,15 @@ fn per_task_columns() {
             let printed_r: f64 = row.recovery.parse().unwrap();
             let lo = (ours - 0.05) / (base_avg + 0.05) * 100.0 - 0.005;
             let hi = (ours + 0.05) / (base_avg - 0.05) * 100.0 + 0.005;
-            assert!(lo <= printed_r && printed_r <= hi, "{size} {label}: {printed_r} not in [{lo}, {hi}]");
+            assert!(
+                lo <= printed_r && printed_r <= hi,
+                "{size} {label}: {printed_r} not in [{lo}, {hi}]"
+            );
             let header = &common::md_rows(&md)[0];
-            let col = header.iter().position(|h| *h == format!("{label} recovery %")).unwrap();
+            let col = header
+                .iter()
+                .position(|h| *h == format!("{label} recovery %"))
+                .unwrap();
             assert_eq!(md_row(&md, AVERAGE_ROW)[col], format!("{r:.2}"));
         }
     }
@@ -205,7 +227,10 @@ fn average_recovery_is_the_ratio_of_the_averages() {
             let printed: f64 = row.recovery.parse().unwrap();
             let ours = table.recovery(AVERAGE_ROW, label).unwrap();
             assert!(close(ours, q / b * 100.0));
-            let col = header.iter().position(|h| *h == format!("{label} recovery %")).unwrap();
+            let col = header
+                .iter()
+                .position(|h| *h == format!("{label} recovery %"))
+                .unwrap();
             let shown = &avg_cells[col];
             assert_eq!(shown, &format!("{ours:.2}"));
             if *shown == row.recovery {
@@ -213,13 +238,19 @@ fn average_recovery_is_the_ratio_of_the_averages() {
             } else {
                 // The one row where the ratio of the *printed* averages rounds differently:
                 // 405B W4A16-INT, 86.78 / 86.79 = 99.9885 -> 99.99, printed 99.98.
-                assert_eq!((size, label, shown.as_str(), row.recovery.as_str()), ("405B", "w4a16", "99.99", "99.98"));
+                assert_eq!(
+                    (size, label, shown.as_str(), row.recovery.as_str()),
+                    ("405B", "w4a16", "99.99", "99.98")
+                );
             }
             // Averages printed to ±0.005: the ratio of the unrounded averages lies in [lo, hi],
             // and the printed recovery must be that ratio ± 0.005.
             let lo = (q - 0.005) / (b + 0.005) * 100.0 - 0.005;
             let hi = (q + 0.005) / (b - 0.005) * 100.0 + 0.005;
-            assert!(lo <= printed && printed <= hi, "{size} {label}: {printed} not in [{lo}, {hi}]");
+            assert!(
+                lo <= printed && printed <= hi,
+                "{size} {label}: {printed} not in [{lo}, {hi}]"
+            );
             // The other candidate definition, mean of the per-task recoveries of Table 10
             // (each ±0.005), is inconsistent with the printed recovery on most rows.
             let mean = TABLE10[qi].iter().sum::<f64>() / 7.0;
@@ -229,7 +260,10 @@ fn average_recovery_is_the_ratio_of_the_averages() {
             qi += 1;
         }
     }
-    assert_eq!(exact, 8, "ratio of the printed averages reproduces 8 of 9 printed recoveries");
+    assert_eq!(
+        exact, 8,
+        "ratio of the printed averages reproduces 8 of 9 printed recoveries"
+    );
     assert!(
         mean_of_recoveries_rejected >= 6,
         "mean of Table 10 recoveries mismatches only {mean_of_recoveries_rejected} rows"

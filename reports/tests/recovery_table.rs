@@ -57,18 +57,36 @@ fn three_runs_every_number() {
     assert_eq!(labels, ["w8a8-fp8", "w4a16"]);
     assert_eq!(
         t.tasks(),
-        ["arc_challenge", "gsm8k", "hellaswag", "mmlu", "winogrande", AVERAGE_ROW]
+        [
+            "arc_challenge",
+            "gsm8k",
+            "hellaswag",
+            "mmlu",
+            "winogrande",
+            AVERAGE_ROW
+        ]
     );
-    assert_eq!(t.average_tasks(), ["arc_challenge", "hellaswag", "mmlu", "winogrande"]);
+    assert_eq!(
+        t.average_tasks(),
+        ["arc_challenge", "hellaswag", "mmlu", "winogrande"]
+    );
     assert_eq!(t.excluded_tasks(), ["gsm8k"]);
 
     // (task, bf16, fp8, fp8 recovery, w4, w4 recovery), percent.
-    let expected: [(&str, f64, f64, f64, Option<f64>, Option<f64>); 5] = [
+    type Expected<'a> = (&'a str, f64, f64, f64, Option<f64>, Option<f64>);
+    let expected: [Expected; 5] = [
         ("arc_challenge", 50.0, 49.0, 98.0, Some(45.0), Some(90.0)),
         ("gsm8k", 30.0, 33.0, 110.0, None, None),
         ("hellaswag", 80.0, 80.0, 100.0, Some(76.0), Some(95.0)),
         ("mmlu", 40.0, 41.0, 102.5, Some(30.0), Some(75.0)),
-        ("winogrande", 70.0, 70.0, 100.0, Some(66.0), Some(6600.0 / 70.0)),
+        (
+            "winogrande",
+            70.0,
+            70.0,
+            100.0,
+            Some(66.0),
+            Some(6600.0 / 70.0),
+        ),
     ];
     for (task, b, f, fr, w, wr) in expected {
         assert!(close(t.score(task, "bf16").unwrap(), b), "{task}");
@@ -81,7 +99,11 @@ fn three_runs_every_number() {
         } else {
             assert_eq!(t.recovery(task, "w4a16"), None, "{task}");
         }
-        assert_eq!(t.recovery(task, "bf16"), None, "no recovery column for the baseline");
+        assert_eq!(
+            t.recovery(task, "bf16"),
+            None,
+            "no recovery column for the baseline"
+        );
     }
 
     // Average over the 4 common tasks; recovery = ratio of the averages (not the mean of the
@@ -90,20 +112,42 @@ fn three_runs_every_number() {
     assert!(close(t.score(AVERAGE_ROW, "w8a8-fp8").unwrap(), 60.0));
     assert!(close(t.score(AVERAGE_ROW, "w4a16").unwrap(), 54.25));
     assert!(close(t.recovery(AVERAGE_ROW, "w8a8-fp8").unwrap(), 100.0));
-    assert!(close(t.recovery(AVERAGE_ROW, "w4a16").unwrap(), 54.25 / 60.0 * 100.0));
+    assert!(close(
+        t.recovery(AVERAGE_ROW, "w4a16").unwrap(),
+        54.25 / 60.0 * 100.0
+    ));
     // Average stderr = sqrt(sum se^2) / k = sqrt(2² + 1² + 3² + 2²) / 4.
-    assert!(close(t.stderr(AVERAGE_ROW, "bf16").unwrap(), 18f64.sqrt() / 4.0));
+    assert!(close(
+        t.stderr(AVERAGE_ROW, "bf16").unwrap(),
+        18f64.sqrt() / 4.0
+    ));
     assert!(close(t.stderr("mmlu", "w4a16").unwrap(), 3.0));
 
     let md = t.to_markdown();
     let cells = md_rows(&md);
     assert_eq!(
         cells[0],
-        ["task", "metric", "bf16", "w8a8-fp8", "w8a8-fp8 recovery %", "w4a16", "w4a16 recovery %"]
+        [
+            "task",
+            "metric",
+            "bf16",
+            "w8a8-fp8",
+            "w8a8-fp8 recovery %",
+            "w4a16",
+            "w4a16 recovery %"
+        ]
     );
     assert_eq!(
         md_row(&md, "arc_challenge"),
-        ["arc_challenge", "acc_norm", "50.00", "49.00", "98.00", "45.00", "90.00"]
+        [
+            "arc_challenge",
+            "acc_norm",
+            "50.00",
+            "49.00",
+            "98.00",
+            "45.00",
+            "90.00"
+        ]
     );
     assert_eq!(
         md_row(&md, "gsm8k"),
@@ -115,13 +159,33 @@ fn three_runs_every_number() {
     );
     assert_eq!(
         md_row(&md, "winogrande"),
-        ["winogrande", "acc", "70.00", "70.00", "100.00", "66.00", "94.29"]
+        [
+            "winogrande",
+            "acc",
+            "70.00",
+            "70.00",
+            "100.00",
+            "66.00",
+            "94.29"
+        ]
     );
     assert_eq!(
         md_row(&md, AVERAGE_ROW),
-        ["Average", "", "60.00", "60.00", "100.00", "54.25", "90.42"]
+        [
+            "Average",
+            "mean of 4 tasks",
+            "60.00",
+            "60.00",
+            "100.00",
+            "54.25",
+            "90.42"
+        ]
     );
-    assert_eq!(cells.len(), 7, "header + 5 tasks + Average, no row for ifeval:\n{md}");
+    assert_eq!(
+        cells.len(),
+        7,
+        "header + 5 tasks + Average, no row for ifeval:\n{md}"
+    );
     assert!(md.contains("Not in the Average (missing from some run): gsm8k."));
     assert!(!md.contains("n/a"), "{md}");
     // Every table line has the same width (padded for the terminal).
@@ -137,8 +201,14 @@ fn three_runs_every_number() {
     let avg = &json["rows"][5];
     assert_eq!(avg["task"], AVERAGE_ROW);
     let w4 = &avg["runs"]["w4a16"];
-    assert!(close(w4["recovery_pct"].as_f64().unwrap(), 54.25 / 60.0 * 100.0));
-    assert!(close(avg["baseline"]["stderr"].as_f64().unwrap(), 18f64.sqrt() / 4.0));
+    assert!(close(
+        w4["recovery_pct"].as_f64().unwrap(),
+        54.25 / 60.0 * 100.0
+    ));
+    assert!(close(
+        avg["baseline"]["stderr"].as_f64().unwrap(),
+        18f64.sqrt() / 4.0
+    ));
     assert!(json["rows"][1]["runs"]["w4a16"]["score"].is_null());
     assert_eq!(json["excluded_from_average"], serde_json::json!(["gsm8k"]));
 }
@@ -162,21 +232,45 @@ fn csv_and_json_outputs() {
     assert_eq!(&gsm[7..], ["n/a", "n/a", "n/a"]);
     let avg: Vec<&str> = lines[6].split(',').collect();
     assert_eq!(avg[0], "Average");
-    let num = |s: &str| s.parse::<f64>().unwrap();
-    assert!(close(num(avg[2]), 60.0));
-    assert!(close(num(avg[3]), 18f64.sqrt() / 4.0));
-    assert!(close(num(avg[9]), 54.25 / 60.0 * 100.0));
+    assert_eq!(avg[1], "mean of 4 tasks");
+    // Percent with 4 decimals: 60, sqrt(18)/4 = 1.06066.., 54.25/60 = 90.41666..
+    assert_eq!(
+        &avg[2..],
+        ["60.0000", "1.0607", "60.0000", "1.0607", "100.0000", "54.2500", "1.0607", "90.4167"]
+    );
+    assert_eq!(
+        lines[1],
+        "arc_challenge,acc_norm,50.0000,2.0000,49.0000,2.0000,98.0000,45.0000,2.0000,90.0000"
+    );
     // No temporary file left beside it.
-    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, [std::ffi::OsString::from("table.csv")]);
 }
 
 #[test]
 fn zero_baseline_is_not_available() {
     let runs = vec![
-        run("b", "m", "bf16", &[("gpqa", "acc", 0.0, 0.0), ("mmlu", "acc", 0.5, 0.01)]),
-        run("q", "m-q", "w4a16", &[("gpqa", "acc", 0.05, 0.01), ("mmlu", "acc", 0.45, 0.01)]),
-        run("z", "m-z", "w8a8-int8", &[("gpqa", "acc", 0.0, 0.0), ("mmlu", "acc", 0.5, 0.01)]),
+        run(
+            "b",
+            "m",
+            "bf16",
+            &[("gpqa", "acc", 0.0, 0.0), ("mmlu", "acc", 0.5, 0.01)],
+        ),
+        run(
+            "q",
+            "m-q",
+            "w4a16",
+            &[("gpqa", "acc", 0.05, 0.01), ("mmlu", "acc", 0.45, 0.01)],
+        ),
+        run(
+            "z",
+            "m-z",
+            "w8a8-int8",
+            &[("gpqa", "acc", 0.0, 0.0), ("mmlu", "acc", 0.5, 0.01)],
+        ),
     ];
     let t = recovery_table(&runs, None).unwrap();
     assert_eq!(t.recovery("gpqa", "w4a16"), None);
@@ -186,7 +280,10 @@ fn zero_baseline_is_not_available() {
     assert!(close(t.recovery(AVERAGE_ROW, "w4a16").unwrap(), 100.0));
 
     let md = t.to_markdown();
-    assert_eq!(md_row(&md, "gpqa"), ["gpqa", "acc", "0.00", "5.00", "n/a", "0.00", "n/a"]);
+    assert_eq!(
+        md_row(&md, "gpqa"),
+        ["gpqa", "acc", "0.00", "5.00", "n/a", "0.00", "n/a"]
+    );
     assert!(md.contains("n/a: the baseline score is 0"));
     let dir = tempfile::tempdir().unwrap();
     t.write_csv(&dir.path().join("r.csv")).unwrap();
@@ -209,7 +306,10 @@ fn baseline_selection() {
         run("q2", "m-w4", "w4a16", &[("mmlu", "acc", 0.4, 0.01)]),
     ];
     let err = recovery_table(&runs, None).unwrap_err().to_string();
-    assert!(err.contains("no baseline run") && err.contains("`bf16`"), "{err}");
+    assert!(
+        err.contains("no baseline run") && err.contains("`bf16`"),
+        "{err}"
+    );
     assert!(err.contains("q1") && err.contains("q2"), "{err}");
 
     // Named baseline by run_id, then by model name.
@@ -220,7 +320,10 @@ fn baseline_selection() {
     assert_eq!(t.baseline().run_id, "q2");
     assert!(close(t.recovery("mmlu", "w8a8-fp8").unwrap(), 125.0));
     let err = recovery_table(&runs, Some("nope")).unwrap_err().to_string();
-    assert!(err.contains("no run has run_id or model name `nope`"), "{err}");
+    assert!(
+        err.contains("no run has run_id or model name `nope`"),
+        "{err}"
+    );
 
     // Two bf16 runs: ambiguous unless named; duplicate schemes get the run_id in the header.
     let runs = vec![
@@ -230,7 +333,10 @@ fn baseline_selection() {
         run("w-b", "m-w4b", "w4a16", &[("mmlu", "acc", 0.25, 0.01)]),
     ];
     let err = recovery_table(&runs, None).unwrap_err().to_string();
-    assert!(err.contains("ambiguous baseline") && err.contains("b1") && err.contains("b2"), "{err}");
+    assert!(
+        err.contains("ambiguous baseline") && err.contains("b1") && err.contains("b2"),
+        "{err}"
+    );
     let err = recovery_table(&runs, Some("m")).unwrap_err().to_string();
     assert!(err.contains("several runs have this model name"), "{err}");
     let t = recovery_table(&runs, Some("b2")).unwrap();
@@ -260,7 +366,11 @@ fn baseline_selection() {
 fn write_run(dir: &std::path::Path, r: &RunResults) -> std::path::PathBuf {
     let folder = dir.join(&r.run_id);
     std::fs::create_dir_all(&folder).unwrap();
-    std::fs::write(folder.join("results.json"), serde_json::to_string_pretty(r).unwrap()).unwrap();
+    std::fs::write(
+        folder.join("results.json"),
+        serde_json::to_string_pretty(r).unwrap(),
+    )
+    .unwrap();
     folder
 }
 
@@ -286,13 +396,19 @@ fn load_run_folder_file_and_errors() {
     v["tasks"]["mmlu"]["metrics"]["acc"]["value"] = serde_json::json!("high");
     std::fs::write(&bad, v.to_string()).unwrap();
     let err = format!("{:#}", load_run(&bad).unwrap_err());
-    assert!(err.contains("field `tasks.mmlu.metrics.acc.value`"), "{err}");
+    assert!(
+        err.contains("field `tasks.mmlu.metrics.acc.value`"),
+        "{err}"
+    );
 
     let mut v = serde_json::to_value(&r).unwrap();
     v["model"].as_object_mut().unwrap().remove("scheme");
     std::fs::write(&bad, v.to_string()).unwrap();
     let err = format!("{:#}", load_run(&bad).unwrap_err());
-    assert!(err.contains("field `model`") && err.contains("scheme"), "{err}");
+    assert!(
+        err.contains("field `model`") && err.contains("scheme"),
+        "{err}"
+    );
 
     let missing = dir.path().join("no-such-run");
     let err = format!("{:#}", load_run(&missing).unwrap_err());
@@ -302,13 +418,24 @@ fn load_run_folder_file_and_errors() {
 #[test]
 fn write_report_writes_three_files() {
     let dir = tempfile::tempdir().unwrap();
-    let folders: Vec<_> = three_runs().iter().map(|r| write_run(dir.path(), r)).collect();
+    let folders: Vec<_> = three_runs()
+        .iter()
+        .map(|r| write_run(dir.path(), r))
+        .collect();
     let out = dir.path().join("out/report");
     let md = write_report(&folders, None, Some(&out)).unwrap();
     assert_eq!(std::fs::read_to_string(out.join("report.md")).unwrap(), md);
     assert_eq!(
         md_row(&md, AVERAGE_ROW),
-        ["Average", "", "60.00", "60.00", "100.00", "54.25", "90.42"]
+        [
+            "Average",
+            "mean of 4 tasks",
+            "60.00",
+            "60.00",
+            "100.00",
+            "54.25",
+            "90.42"
+        ]
     );
     let csv = std::fs::read_to_string(out.join("report.csv")).unwrap();
     assert_eq!(csv.lines().count(), 7);
@@ -328,5 +455,8 @@ fn write_report_writes_three_files() {
     // A broken record is reported with its file.
     std::fs::write(folders[1].join("results.json"), "{\"run_id\": 3}").unwrap();
     let err = format!("{:#}", write_report(&folders, None, None).unwrap_err());
-    assert!(err.contains("run-fp8") && err.contains("results.json"), "{err}");
+    assert!(
+        err.contains("run-fp8") && err.contains("results.json"),
+        "{err}"
+    );
 }

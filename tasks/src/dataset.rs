@@ -13,12 +13,21 @@ use crate::spec::TaskSpec;
 pub const DATA_ENV: &str = "QUANTLAB_DATA";
 
 /// The default data folder: `$QUANTLAB_DATA` if set (and not empty), else `../shared/data`
-/// relative to the current directory.
+/// relative to the current directory when it exists, else `../shared/data` beside the quantlab
+/// checkout this binary was built from, else `../shared/data` (so the missing-file error names it).
 pub fn default_data_dir() -> PathBuf {
-    match std::env::var_os(DATA_ENV) {
-        Some(v) if !v.is_empty() => PathBuf::from(v),
-        _ => PathBuf::from("../shared/data"),
+    if let Some(v) = std::env::var_os(DATA_ENV).filter(|v| !v.is_empty()) {
+        return PathBuf::from(v);
     }
+    let cwd = PathBuf::from("../shared/data");
+    if cwd.is_dir() {
+        return cwd;
+    }
+    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
+    if beside.is_dir() {
+        return beside;
+    }
+    cwd
 }
 
 /// Read the first `limit` records (all when `None`) of a `.jsonl` / `.jsonl.gz` file.

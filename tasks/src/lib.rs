@@ -29,7 +29,10 @@ pub use task::{GenerationScores, PreparedDoc, Target, Task};
 
 /// The specs shipped in `tasks/specs/`, as (file name, YAML text), embedded at build time.
 pub const BUILTIN_SPECS: &[(&str, &str)] = &[
-    ("arc_challenge.yaml", include_str!("../specs/arc_challenge.yaml")),
+    (
+        "arc_challenge.yaml",
+        include_str!("../specs/arc_challenge.yaml"),
+    ),
     ("arc_easy.yaml", include_str!("../specs/arc_easy.yaml")),
     ("gsm8k.yaml", include_str!("../specs/gsm8k.yaml")),
     ("hellaswag.yaml", include_str!("../specs/hellaswag.yaml")),

@@ -213,8 +213,8 @@ impl TaskSpec {
     /// Parse a spec from YAML text; `source` (a file name) is used in error messages.
     /// The spec is validated ([`TaskSpec::validate`]).
     pub fn from_yaml_str(yaml: &str, source: &str) -> Result<TaskSpec> {
-        let spec: TaskSpec = serde_yaml::from_str(yaml)
-            .map_err(|e| anyhow::anyhow!("task spec {source}: {e}"))?;
+        let spec: TaskSpec =
+            serde_yaml::from_str(yaml).map_err(|e| anyhow::anyhow!("task spec {source}: {e}"))?;
         spec.validate()
             .with_context(|| format!("task spec {source}"))?;
         Ok(spec)
@@ -277,7 +277,10 @@ impl TaskSpec {
         match self.output_type {
             OutputType::MultipleChoice => {
                 if self.doc_to_choice.is_none() {
-                    bail!("task `{}`: multiple_choice needs `doc_to_choice`", self.task);
+                    bail!(
+                        "task `{}`: multiple_choice needs `doc_to_choice`",
+                        self.task
+                    );
                 }
                 if self.generation_kwargs.is_some() || !self.filters.is_empty() {
                     bail!(
@@ -287,7 +290,10 @@ impl TaskSpec {
                 }
                 for m in &self.metrics {
                     if matches!(m, MetricSpec::ExactMatch { .. }) {
-                        bail!("task `{}`: exact_match needs output_type generate_until", self.task);
+                        bail!(
+                            "task `{}`: exact_match needs output_type generate_until",
+                            self.task
+                        );
                     }
                 }
             }
@@ -310,7 +316,10 @@ impl TaskSpec {
             {
                 for r in regexes_to_ignore {
                     regex::Regex::new(r).with_context(|| {
-                        format!("task `{}`: bad regex in regexes_to_ignore: {r:?}", self.task)
+                        format!(
+                            "task `{}`: bad regex in regexes_to_ignore: {r:?}",
+                            self.task
+                        )
                     })?;
                 }
             }

@@ -124,7 +124,13 @@ fn single_expression(s: &str) -> Option<&str> {
     if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") {
         return None;
     }
-    Some(inner.trim().trim_start_matches('-').trim_end_matches('-').trim())
+    Some(
+        inner
+            .trim()
+            .trim_start_matches('-')
+            .trim_end_matches('-')
+            .trim(),
+    )
 }
 
 /// Python `str(value)` for the JSON-ish values documents hold.
@@ -324,7 +330,11 @@ impl Task {
 
     /// Score one generation: each filter pipeline extracts an answer, each metric compares it to
     /// the target (lm-eval `process_results` per filter).
-    pub fn score_generation(&self, doc: &PreparedDoc, generation: &str) -> Result<GenerationScores> {
+    pub fn score_generation(
+        &self,
+        doc: &PreparedDoc,
+        generation: &str,
+    ) -> Result<GenerationScores> {
         let Target::Text(reference) = &doc.target else {
             bail!("task `{}`: not a generation document", self.spec.task);
         };

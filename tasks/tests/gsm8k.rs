@@ -46,10 +46,25 @@ fn prompt_and_target_from_real_data() {
     assert_eq!(all.len(), 1319);
     let with_comma = all
         .iter()
-        .find(|d| d.doc["answer"].as_str().unwrap().rsplit("####").next().unwrap().contains(','))
+        .find(|d| {
+            d.doc["answer"]
+                .as_str()
+                .unwrap()
+                .rsplit("####")
+                .next()
+                .unwrap()
+                .contains(',')
+        })
         .expect("a gold answer with a thousands separator");
-    let Target::Text(t) = &with_comma.target else { panic!() };
-    assert!(!t.contains(',') && t.chars().all(|c| c.is_ascii_digit() || c == '-' || c == '.'), "{t}");
+    let Target::Text(t) = &with_comma.target else {
+        panic!()
+    };
+    assert!(
+        !t.contains(',')
+            && t.chars()
+                .all(|c| c.is_ascii_digit() || c == '-' || c == '.'),
+        "{t}"
+    );
 }
 
 #[test]

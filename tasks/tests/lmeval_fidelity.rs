@@ -76,7 +76,11 @@ fn check_task(task_name: &str) {
             .into_iter()
             .map(|c| (doc.text.clone(), c))
             .collect();
-        assert_eq!(ours, r.args, "{task_name} doc {}: requests differ", doc.doc_id);
+        assert_eq!(
+            ours, r.args,
+            "{task_name} doc {}: requests differ",
+            doc.doc_id
+        );
         assert_eq!(
             doc.target,
             Target::Index(r.target.parse().unwrap()),
@@ -85,7 +89,11 @@ fn check_task(task_name: &str) {
         );
         let m = task.score_choices(doc, &r.lls).unwrap();
         assert_eq!(m["acc"], r.acc, "{task_name} doc {}: acc", doc.doc_id);
-        assert_eq!(m["acc_norm"], r.acc_norm, "{task_name} doc {}: acc_norm", doc.doc_id);
+        assert_eq!(
+            m["acc_norm"], r.acc_norm,
+            "{task_name} doc {}: acc_norm",
+            doc.doc_id
+        );
         accs.push(m["acc"]);
         norms.push(m["acc_norm"]);
     }

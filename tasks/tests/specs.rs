@@ -25,7 +25,11 @@ fn every_shipped_spec_parses_and_matches_its_file() {
     assert_eq!(on_disk, embedded);
     for (file, _) in BUILTIN_SPECS {
         let from_path = TaskSpec::from_path(&dir.join(file)).unwrap();
-        assert_eq!(format!("{}.yaml", from_path.task), *file, "task name = file name");
+        assert_eq!(
+            format!("{}.yaml", from_path.task),
+            *file,
+            "task name = file name"
+        );
         let spec = specs.iter().find(|s| s.task == from_path.task).unwrap();
         assert_eq!(spec, &from_path);
         Task::new(spec.clone()).unwrap();
@@ -56,7 +60,10 @@ fn smoke_suite_and_metric_keys() {
     assert_eq!(g.max_gen_toks, 256);
     assert_eq!(g.until, ["<|im_end|>", "<|eot_id|>", "<|end_of_text|>"]);
     assert!(suite("nope").unwrap_err().to_string().contains("smoke"));
-    assert!(resolve_task("nope").unwrap_err().to_string().contains("hellaswag"));
+    assert!(resolve_task("nope")
+        .unwrap_err()
+        .to_string()
+        .contains("hellaswag"));
 }
 
 #[test]
@@ -82,17 +89,27 @@ fn unknown_key_is_an_error_naming_file_and_key() {
         .replace("ignore_case: true", "ignore_kase: true");
     std::fs::write(&path, yaml).unwrap();
     let err = format!("{:#}", resolve_task(path.to_str().unwrap()).unwrap_err());
-    assert!(err.contains("my_task.yaml") && err.contains("ignore_kase"), "{err}");
+    assert!(
+        err.contains("my_task.yaml") && err.contains("ignore_kase"),
+        "{err}"
+    );
     // and in a filter step
     let yaml = BUILTIN_SPECS
         .iter()
         .find(|(f, _)| *f == "gsm8k.yaml")
         .unwrap()
         .1
-        .replacen("group_select: -1", "group_select: -1\n        groupselect: 1", 1);
+        .replacen(
+            "group_select: -1",
+            "group_select: -1\n        groupselect: 1",
+            1,
+        );
     std::fs::write(&path, yaml).unwrap();
     let err = format!("{:#}", TaskSpec::from_path(&path).unwrap_err());
-    assert!(err.contains("my_task.yaml") && err.contains("groupselect"), "{err}");
+    assert!(
+        err.contains("my_task.yaml") && err.contains("groupselect"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -103,10 +120,16 @@ fn invalid_specs_are_rejected() {
         .unwrap()
         .1;
     let bad_primary = base.replace("primary_metric: acc_norm", "primary_metric: f1");
-    let err = format!("{:#}", TaskSpec::from_yaml_str(&bad_primary, "x.yaml").unwrap_err());
+    let err = format!(
+        "{:#}",
+        TaskSpec::from_yaml_str(&bad_primary, "x.yaml").unwrap_err()
+    );
     assert!(err.contains("x.yaml") && err.contains("f1"), "{err}");
     let fewshot = base.replace("num_fewshot: 0", "num_fewshot: 10");
-    let err = format!("{:#}", TaskSpec::from_yaml_str(&fewshot, "x.yaml").unwrap_err());
+    let err = format!(
+        "{:#}",
+        TaskSpec::from_yaml_str(&fewshot, "x.yaml").unwrap_err()
+    );
     assert!(err.contains("num_fewshot"), "{err}");
     let em = base.replace("- metric: acc_norm", "- metric: exact_match");
     assert!(TaskSpec::from_yaml_str(&em, "x.yaml").is_err());

@@ -217,3 +217,50 @@ fn post_processor(spec: &TokenizerSpec<'_>) -> Result<PostProcessorWrapper, Stri
         .map_err(|e| format!("post-processor template '{pair}': {e}"))?;
     Ok(PostSequence::new(vec![byte_level, template.into()]).into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec<'a>(pre: &'a str, tokens: &'a [&'a str], types: &'a [i64]) -> TokenizerSpec<'a> {
+        TokenizerSpec {
+            model: "gpt2",
+            pre: Some(pre),
+            tokens,
+            token_types: types,
+            merges: &["a b"],
+            bos: Some((4, true)),
+            eos: Some((5, false)),
+        }
+    }
+
+    #[test]
+    fn every_supported_pre_tokenizer_builds_and_adds_bos() {
+        let tokens = ["a", "b", "ab", "Ġ", "<s>", "</s>", "1"];
+        let types = [1, 1, 1, 1, 3, 3, 1];
+        for pre in ["smollm", "gpt2", "llama-bpe", "qwen2"] {
+            let tk = build_tokenizer(&spec(pre, &tokens, &types)).unwrap();
+            let enc = tk.encode("abab</s>", true).unwrap();
+            assert_eq!(enc.get_ids(), &[4, 2, 2, 5], "{pre}");
+            let enc = tk.encode("ab", false).unwrap();
+            assert_eq!(enc.get_ids(), &[2], "{pre}");
+        }
+    }
+
+    #[test]
+    fn unsupported_inputs_are_errors() {
+        let tokens = ["a", "b", "ab", "Ġ", "<s>", "</s>"];
+        let types = [1, 1, 1, 1, 3, 3];
+        let e = build_tokenizer(&spec("falcon", &tokens, &types)).unwrap_err();
+        assert!(e.contains("unsupported pre-tokenizer 'falcon'"), "{e}");
+        let mut s = spec("smollm", &tokens, &types);
+        s.model = "llama";
+        assert!(build_tokenizer(&s).unwrap_err().contains("'llama'"));
+        let mut s = spec("smollm", &tokens, &types);
+        s.merges = &["a c"];
+        assert!(build_tokenizer(&s).unwrap_err().contains("merges"));
+        let mut s = spec("smollm", &tokens, &types);
+        s.token_types = &[1, 1];
+        assert!(build_tokenizer(&s).unwrap_err().contains("token_type"));
+    }
+}

@@ -13,7 +13,11 @@ pub fn shared() -> PathBuf {
     let p = std::env::var("QUANTLAB_SHARED")
         .map(PathBuf::from)
         .unwrap_or_else(|_| workspace().join("../shared"));
-    assert!(p.join("reference").is_dir(), "reference data not found at {} (set QUANTLAB_SHARED)", p.display());
+    assert!(
+        p.join("reference").is_dir(),
+        "reference data not found at {} (set QUANTLAB_SHARED)",
+        p.display()
+    );
     p
 }
 

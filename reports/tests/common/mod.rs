@@ -5,7 +5,12 @@ use quantlab_evaluate::results::{MetricValue, ModelInfo, RunResults, TaskResult}
 use std::collections::BTreeMap;
 
 /// A run record with the given (task, primary metric, value in [0,1], stderr) entries.
-pub fn run(run_id: &str, model: &str, scheme: &str, scores: &[(&str, &str, f64, f64)]) -> RunResults {
+pub fn run(
+    run_id: &str,
+    model: &str,
+    scheme: &str,
+    scores: &[(&str, &str, f64, f64)],
+) -> RunResults {
     let mut tasks = BTreeMap::new();
     for &(task, metric, value, stderr) in scores {
         let mut metrics = BTreeMap::new();

@@ -1,0 +1,230 @@
+//! Bad input through the real binary: one clear `error:` line naming the file and field,
+//! a non-zero exit, and no output folder left behind.
+#[allow(dead_code)]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn quantlab(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_quantlab"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A copy of the default model folder with links to its big files and editable JSON files.
+fn model_copy(tmp: &Path) -> PathBuf {
+    let src = common::default_model();
+    let dst = tmp.join("model");
+    std::fs::create_dir_all(&dst).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap();
+        if p.extension().is_some_and(|x| x == "json" || x == "jinja") {
+            std::fs::copy(&p, dst.join(name)).unwrap();
+        } else {
+            std::os::unix::fs::symlink(&p, dst.join(name)).unwrap();
+        }
+    }
+    dst
+}
+
+fn edit_json(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(path, serde_json::to_string(&v).unwrap()).unwrap();
+}
+
+fn assert_one_error_line(code: i32, stderr: &str, needles: &[&str]) {
+    assert_ne!(code, 0, "exit code should be non-zero; stderr: {stderr}");
+    let errs: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        errs.len(),
+        1,
+        "exactly one error line expected, got: {stderr}"
+    );
+    for n in needles {
+        assert!(
+            errs[0].contains(n),
+            "error line should mention {n:?}: {}",
+            errs[0]
+        );
+    }
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+}
+
+#[test]
+fn unknown_scheme() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let (code, _, err) = quantlab(&[
+        "compress",
+        common::default_model().to_str().unwrap(),
+        "w3a7",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_one_error_line(code, &err, &["unknown scheme 'w3a7'", "w4a16"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn config_field_of_the_wrong_type() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = model_copy(tmp.path());
+    edit_json(&m.join("config.json"), |v| {
+        v["hidden_size"] = serde_json::json!("576")
+    });
+    let out = tmp.path().join("out");
+    let (code, _, err) = quantlab(&[
+        "compress",
+        m.to_str().unwrap(),
+        "w8a8-fp8",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_one_error_line(code, &err, &["config.json", "field 'hidden_size'"]);
+    assert!(!out.exists());
+    let (code, _, err) = quantlab(&[
+        "eval",
+        m.to_str().unwrap(),
+        "--tasks",
+        "hellaswag",
+        "--limit",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_one_error_line(code, &err, &["config.json", "hidden_size"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn unknown_architecture() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = model_copy(tmp.path());
+    edit_json(&m.join("config.json"), |v| {
+        v["model_type"] = serde_json::json!("gpt_neox")
+    });
+    let out = tmp.path().join("out");
+    let (code, _, err) = quantlab(&[
+        "compress",
+        m.to_str().unwrap(),
+        "w4a16",
+        "--group-size",
+        "64",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_one_error_line(code, &err, &["config.json", "model_type", "gpt_neox"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn corrupt_and_missing_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tmp.path().join("m");
+    std::fs::create_dir_all(&m).unwrap();
+    std::fs::copy(
+        common::default_model().join("config.json"),
+        m.join("config.json"),
+    )
+    .unwrap();
+    std::fs::write(
+        m.join("model.safetensors"),
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":",
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let (code, _, err) = quantlab(&[
+        "compress",
+        m.to_str().unwrap(),
+        "w8a8-int8",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_one_error_line(code, &err, &["model.safetensors", "corrupt"]);
+    assert!(!out.exists());
+    let (code, _, err) = quantlab(&[
+        "compress",
+        "no/such/model",
+        "w8a8-int8",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_one_error_line(code, &err, &["no/such/model"]);
+    let (code, _, err) = quantlab(&[
+        "import-gguf",
+        "no/such.gguf",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_one_error_line(code, &err, &["no/such.gguf"]);
+    assert!(!out.exists());
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        1,
+        "stray files left in {}",
+        tmp.path().display()
+    );
+}
+
+#[test]
+fn missing_chat_template_when_the_task_needs_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = model_copy(tmp.path());
+    edit_json(&m.join("tokenizer_config.json"), |v| {
+        v.as_object_mut().unwrap().remove("chat_template");
+    });
+    let _ = std::fs::remove_file(m.join("chat_template.jinja"));
+    let out = tmp.path().join("run");
+    let (code, _, err) = quantlab(&[
+        "eval",
+        m.to_str().unwrap(),
+        "--tasks",
+        "gsm8k",
+        "--limit",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_one_error_line(code, &err, &["tokenizer_config.json", "chat_template"]);
+    assert!(!out.exists(), "half-written run folder left behind");
+}
+
+#[test]
+fn unknown_suite_and_missing_data() {
+    let (code, _, err) = quantlab(&[
+        "eval",
+        common::default_model().to_str().unwrap(),
+        "--suite",
+        "nope",
+    ]);
+    assert_one_error_line(code, &err, &["unknown suite", "smoke"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, _, err) = quantlab(&[
+        "eval",
+        common::default_model().to_str().unwrap(),
+        "--tasks",
+        "hellaswag",
+        "--data-dir",
+        tmp.path().to_str().unwrap(),
+        "--runs-dir",
+        tmp.path().join("runs").to_str().unwrap(),
+    ]);
+    assert_one_error_line(
+        code,
+        &err,
+        &["hellaswag", "validation.jsonl.gz", "--data-dir"],
+    );
+    assert!(!tmp.path().join("runs").exists());
+}

@@ -1,0 +1,445 @@
+//! The evaluation runner: task specs -> backend requests -> per-document scores -> the run folder
+//! (`samples_<task>.jsonl` per task, then `results.json`).
+//!
+//! Per task, as lm-evaluation-harness's `evaluator.evaluate` does for one task: documents are
+//! loaded (first `limit`), each becomes requests (`multiple_choice`: one log-likelihood per
+//! choice, `generate_until`: one generation), identical log-likelihood requests are sent once,
+//! per-document metrics come from `quantlab_tasks::Task`, and each metric is aggregated with
+//! `mean` and `mean_stderr` (`lm_eval/api/metrics.py`).
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use quantlab_tasks::{OutputType, PreparedDoc, Target, Task, TaskSpec};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::backend::{Backend, ChatMessage, GenerateRequest, LoglikelihoodRequest};
+use crate::results::{MetricValue, ModelInfo, RunResults, TaskResult};
+
+/// What to evaluate and where to write it.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Folder the task data files are under (see `quantlab_tasks::default_data_dir`).
+    pub data_dir: PathBuf,
+    /// Evaluate only the first N documents of each task.
+    pub limit: Option<usize>,
+    /// The run folder (created if missing); its name is the run id.
+    pub out_dir: PathBuf,
+    /// The evaluated model.
+    pub model: ModelInfo,
+    /// Suite name, or `custom`.
+    pub suite: String,
+}
+
+/// One choice of a multiple-choice document in `samples_<task>.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChoiceRecord {
+    /// The continuation scored (target delimiter + choice).
+    pub continuation: String,
+    /// Its summed log-probability.
+    pub loglikelihood: f64,
+    /// Whether it was the greedy continuation.
+    pub is_greedy: bool,
+}
+
+/// One line of `samples_<task>.jsonl`: everything needed to re-score or audit one document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleRecord {
+    /// Task name.
+    pub task: String,
+    /// Position of the document in the data file.
+    pub doc_id: usize,
+    /// The document after preprocessing.
+    pub doc: serde_json::Value,
+    /// The prompt as sent to the backend (after the chat template, if any).
+    pub context: String,
+    /// Gold answer: choice index or reference text.
+    pub target: Target,
+    /// Multiple choice: one entry per choice, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choices: Option<Vec<ChoiceRecord>>,
+    /// Generation: the raw generated text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<String>,
+    /// Generation: filter name -> extracted answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filtered: Option<BTreeMap<String, String>>,
+    /// Metric key -> this document's value.
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// Read a `samples_<task>.jsonl` file back.
+pub fn read_samples(path: &Path) -> Result<Vec<SampleRecord>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{}:{}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// Read a run's `results.json`.
+pub fn read_results(path: &Path) -> Result<RunResults> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Write `bytes` to `path` atomically: `path.tmp` first, then rename over `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = tmp_path(path);
+    {
+        let mut f =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(bytes)
+            .and_then(|_| f.sync_all())
+            .with_context(|| format!("writing {}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// `[A-Za-z0-9._-]` kept, anything else `_`; the last path component of a model path; at most
+/// 64 characters; `model` if nothing is left.
+fn sanitize_model_name(name: &str) -> String {
+    let base = name
+        .trim_end_matches(['/', '\\'])
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or(name);
+    let s: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    let s = s.trim_matches(['.', '_']).to_string();
+    if s.is_empty() {
+        "model".to_string()
+    } else {
+        s
+    }
+}
+
+/// Create and return a new, unique run folder `<runs_root>/<UTC yyyymmdd-HHMMSS>-<model>`
+/// (`-2`, `-3`, ... appended if that name is taken). `model_name` is sanitized: its last path
+/// component, characters outside `[A-Za-z0-9._-]` replaced by `_`.
+pub fn new_run_dir(runs_root: &Path, model_name: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(runs_root)
+        .with_context(|| format!("creating {}", runs_root.display()))?;
+    let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
+    let base = format!("{stamp}-{}", sanitize_model_name(model_name));
+    for i in 1.. {
+        let name = if i == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{i}")
+        };
+        let dir = runs_root.join(name);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
+        }
+    }
+    unreachable!()
+}
+
+fn progress_bar(len: usize, task: &str, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len as u64);
+    if std::io::stderr().is_terminal() {
+        pb.set_draw_target(ProgressDrawTarget::stderr());
+    } else {
+        pb.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>14} {msg} [{bar:40}] {pos}/{len} ({elapsed} < {eta})",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    pb.set_prefix(task.to_string());
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// Aggregate per-document values of each metric key: lm-eval `mean` and `mean_stderr`.
+fn aggregate(keys: &[String], samples: &[SampleRecord]) -> Result<BTreeMap<String, MetricValue>> {
+    let mut out = BTreeMap::new();
+    for key in keys {
+        let xs = samples
+            .iter()
+            .map(|s| {
+                s.metrics.get(key).copied().with_context(|| {
+                    format!("doc {} of task {} has no metric {key}", s.doc_id, s.task)
+                })
+            })
+            .collect::<Result<Vec<f64>>>()?;
+        out.insert(
+            key.clone(),
+            MetricValue {
+                value: quantlab_tasks::metrics::mean(&xs),
+                stderr: quantlab_tasks::metrics::mean_stderr(&xs),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The prompt sent for each document: `doc_to_text`, or that text as one user message through
+/// the model's chat template when the spec says `chat_template: true`.
+fn contexts(backend: &dyn Backend, spec: &TaskSpec, docs: &[PreparedDoc]) -> Result<Vec<String>> {
+    docs.iter()
+        .map(|d| {
+            if spec.chat_template {
+                backend
+                    .apply_chat_template(&[ChatMessage::user(d.text.clone())])
+                    .with_context(|| {
+                        format!("task `{}` needs the model's chat template", spec.task)
+                    })
+            } else {
+                Ok(d.text.clone())
+            }
+        })
+        .collect()
+}
+
+fn run_multiple_choice(
+    backend: &mut dyn Backend,
+    task: &Task,
+    docs: Vec<PreparedDoc>,
+    ctxs: Vec<String>,
+) -> Result<Vec<SampleRecord>> {
+    let name = task.name();
+    // one request per (doc, choice); identical requests are sent once
+    let mut unique: Vec<LoglikelihoodRequest> = Vec::new();
+    let mut index: HashMap<LoglikelihoodRequest, usize> = HashMap::new();
+    let mut per_doc: Vec<Vec<(String, usize)>> = Vec::with_capacity(docs.len());
+    for (doc, ctx) in docs.iter().zip(&ctxs) {
+        let mut slots = Vec::new();
+        for cont in task.continuations(doc) {
+            let req = LoglikelihoodRequest {
+                context: ctx.clone(),
+                continuation: cont.clone(),
+            };
+            let i = *index.entry(req.clone()).or_insert_with(|| {
+                unique.push(req);
+                unique.len() - 1
+            });
+            slots.push((cont, i));
+        }
+        per_doc.push(slots);
+    }
+    let pb = progress_bar(unique.len(), name, "loglikelihood");
+    let answers = backend
+        .loglikelihood(&unique, &|n| pb.inc(n as u64))
+        .with_context(|| format!("task `{name}`: loglikelihood requests"))?;
+    pb.finish_and_clear();
+    if answers.len() != unique.len() {
+        bail!(
+            "task `{name}`: backend answered {} of {} loglikelihood requests",
+            answers.len(),
+            unique.len()
+        );
+    }
+    let mut samples = Vec::with_capacity(docs.len());
+    for ((doc, ctx), slots) in docs.into_iter().zip(ctxs).zip(per_doc) {
+        let lls: Vec<f64> = slots.iter().map(|(_, i)| answers[*i].logprob).collect();
+        let metrics = task.score_choices(&doc, &lls)?;
+        let choices = slots
+            .into_iter()
+            .map(|(continuation, i)| ChoiceRecord {
+                continuation,
+                loglikelihood: answers[i].logprob,
+                is_greedy: answers[i].is_greedy,
+            })
+            .collect();
+        samples.push(SampleRecord {
+            task: name.to_string(),
+            doc_id: doc.doc_id,
+            doc: doc.doc,
+            context: ctx,
+            target: doc.target,
+            choices: Some(choices),
+            generation: None,
+            filtered: None,
+            metrics,
+        });
+    }
+    Ok(samples)
+}
+
+fn run_generation(
+    backend: &mut dyn Backend,
+    task: &Task,
+    docs: Vec<PreparedDoc>,
+    ctxs: Vec<String>,
+) -> Result<Vec<SampleRecord>> {
+    let name = task.name();
+    let gk = task.spec.generation();
+    let reqs: Vec<GenerateRequest> = ctxs
+        .iter()
+        .map(|c| GenerateRequest {
+            context: c.clone(),
+            until: gk.until.clone(),
+            max_gen_toks: gk.max_gen_toks,
+        })
+        .collect();
+    let pb = progress_bar(reqs.len(), name, "generate_until");
+    let gens = backend
+        .generate_until(&reqs, &|n| pb.inc(n as u64))
+        .with_context(|| format!("task `{name}`: generate_until requests"))?;
+    pb.finish_and_clear();
+    if gens.len() != reqs.len() {
+        bail!(
+            "task `{name}`: backend answered {} of {} generate_until requests",
+            gens.len(),
+            reqs.len()
+        );
+    }
+    let mut samples = Vec::with_capacity(docs.len());
+    for ((doc, ctx), generation) in docs.into_iter().zip(ctxs).zip(gens) {
+        let scores = task.score_generation(&doc, &generation)?;
+        samples.push(SampleRecord {
+            task: name.to_string(),
+            doc_id: doc.doc_id,
+            doc: doc.doc,
+            context: ctx,
+            target: doc.target,
+            choices: None,
+            generation: Some(generation),
+            filtered: Some(scores.filtered),
+            metrics: scores.metrics,
+        });
+    }
+    Ok(samples)
+}
+
+/// Evaluate one task: requests, backend calls, per-document scores; writes
+/// `<out_dir>/samples_<task>.jsonl` and returns the aggregates.
+pub fn run_task(
+    backend: &mut dyn Backend,
+    spec: &TaskSpec,
+    data_dir: &Path,
+    limit: Option<usize>,
+    out_dir: &Path,
+) -> Result<TaskResult> {
+    let task = Task::new(spec.clone())?;
+    let docs = task.load_prepared(data_dir, limit)?;
+    if docs.is_empty() {
+        bail!("task `{}`: no documents to evaluate", spec.task);
+    }
+    let ctxs = contexts(backend, spec, &docs)?;
+    let n_docs = docs.len();
+    let samples = match spec.output_type {
+        OutputType::MultipleChoice => run_multiple_choice(backend, &task, docs, ctxs)?,
+        OutputType::GenerateUntil => run_generation(backend, &task, docs, ctxs)?,
+    };
+    let mut buf = Vec::new();
+    for s in &samples {
+        serde_json::to_writer(&mut buf, s)?;
+        buf.push(b'\n');
+    }
+    write_atomic(&out_dir.join(format!("samples_{}.jsonl", spec.task)), &buf)?;
+    Ok(TaskResult {
+        version: spec.version.clone(),
+        n_docs,
+        primary_metric: spec.primary_metric.clone(),
+        metrics: aggregate(&spec.metric_keys(), &samples)?,
+    })
+}
+
+/// Run `tasks` against `backend`, writing `samples_<task>.jsonl` for each task and finally
+/// `results.json` into `opts.out_dir` (all writes atomic). Returns the run record.
+pub fn run_tasks(
+    backend: &mut dyn Backend,
+    tasks: &[TaskSpec],
+    opts: &RunOptions,
+) -> Result<RunResults> {
+    let started = Instant::now();
+    let started_at = chrono::Utc::now().to_rfc3339();
+    std::fs::create_dir_all(&opts.out_dir)
+        .with_context(|| format!("creating {}", opts.out_dir.display()))?;
+    let mut seen = std::collections::HashSet::new();
+    for t in tasks {
+        if !seen.insert(t.task.as_str()) {
+            bail!("task `{}` is listed twice", t.task);
+        }
+    }
+    let mut results = BTreeMap::new();
+    for spec in tasks {
+        let r = run_task(backend, spec, &opts.data_dir, opts.limit, &opts.out_dir)?;
+        results.insert(spec.task.clone(), r);
+    }
+    let run = RunResults {
+        quantlab_version: env!("CARGO_PKG_VERSION").to_string(),
+        run_id: opts
+            .out_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        model: opts.model.clone(),
+        suite: opts.suite.clone(),
+        backend: backend.describe(),
+        limit: opts.limit,
+        started_at,
+        wall_time_s: started.elapsed().as_secs_f64(),
+        tasks: results,
+    };
+    let json = serde_json::to_vec_pretty(&run)?;
+    write_atomic(&opts.out_dir.join("results.json"), &json)?;
+    Ok(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_names_are_sanitized() {
+        assert_eq!(sanitize_model_name("smollm2-135m"), "smollm2-135m");
+        assert_eq!(sanitize_model_name("models/x-w4a16/"), "x-w4a16");
+        assert_eq!(sanitize_model_name("my model:v1"), "my_model_v1");
+        assert_eq!(sanitize_model_name("/"), "model");
+    }
+
+    #[test]
+    fn run_dirs_are_unique() {
+        let root = tempfile::tempdir().unwrap();
+        let a = new_run_dir(root.path(), "m").unwrap();
+        let b = new_run_dir(root.path(), "m").unwrap();
+        assert_ne!(a, b);
+        assert!(a.is_dir() && b.is_dir());
+        let name = a.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(name.len(), "20261129-233000-m".len(), "{name}");
+        assert!(name.ends_with("-m"));
+    }
+
+    #[test]
+    fn atomic_write_leaves_no_tmp() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.json");
+        write_atomic(&p, b"1").unwrap();
+        write_atomic(&p, b"2").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"2");
+        assert!(!d.path().join("x.json.tmp").exists());
+    }
+}
