@@ -56,7 +56,7 @@ import-default:
 test: setup
     cargo fmt --all --check
     cargo clippy --workspace --all-targets --release -- -D warnings
-    cargo test --workspace --release
+    cargo test --workspace --release --no-fail-fast
 
 # compress the default model (W4A16 g64, W8A8-FP8), evaluate BF16 and both on the smoke suite, print the recovery table
 demo: setup

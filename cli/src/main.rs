@@ -87,8 +87,8 @@ enum Cmd {
         /// float32 | bfloat16 | float16 | auto (float32 on CPU, bfloat16 on CUDA).
         #[arg(long, default_value = "auto")]
         dtype: String,
-        /// Sequences per forward pass.
-        #[arg(long, default_value_t = 32)]
+        /// Sequences per forward pass (default: 64 on CPU, 256 on CUDA).
+        #[arg(long, default_value_t = 0, hide_default_value = true)]
         batch_size: usize,
         /// List the tasks and suites and exit.
         #[arg(long)]

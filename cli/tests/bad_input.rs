@@ -1,6 +1,6 @@
 //! Bad input through the real binary: one clear `error:` line naming the file and field,
 //! a non-zero exit, and no output folder left behind.
-#[allow(dead_code)]
+#[path = "../../model/tests/common/mod.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};

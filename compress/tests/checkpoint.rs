@@ -1,6 +1,7 @@
 //! RTN compression of the real default model: the checkpoint has exactly the tensor names, dtypes
 //! and shapes llm-compressor 0.14 writes for the same scheme (`reference/llmcompressor/*/
 //! model.safetensors.header.json`), the engine loads it, and its dequantized weights are ours.
+#[path = "../../model/tests/common/mod.rs"]
 mod common;
 
 use quantlab_compress::{compress, CompressOptions, Scheme, SchemeName};

@@ -23,9 +23,10 @@ pub struct EngineOptions {
     pub device: String,
     /// `float32`, `bfloat16`, `float16`, or `auto` (float32 on CPU, bfloat16 on CUDA).
     pub dtype: String,
-    /// Most sequences per forward pass.
+    /// Most sequences per forward pass; 0 = auto (64 on CPU; 256 on CUDA). Greedy decoding of a
+    /// small model is bound by per-operation overhead, so larger batches are nearly free.
     pub batch_size: usize,
-    /// Most tokens (batch × padded length) per forward pass.
+    /// Most tokens (batch × padded length) per forward pass; 0 = auto (32768 on CPU, 262144 on CUDA).
     pub max_batch_tokens: usize,
     /// Context window used for scoring (defaults to the config's max_position_embeddings).
     pub max_length: Option<usize>,
@@ -36,8 +37,8 @@ impl Default for EngineOptions {
         EngineOptions {
             device: "auto".into(),
             dtype: "auto".into(),
-            batch_size: 32,
-            max_batch_tokens: 8192,
+            batch_size: 0,
+            max_batch_tokens: 0,
             max_length: None,
         }
     }
@@ -118,7 +119,7 @@ pub struct Engine {
 
 impl Engine {
     /// Load the checkpoint folder `dir` (config.json, safetensors, tokenizer files).
-    pub fn load(dir: &Path, opts: EngineOptions) -> Result<Self> {
+    pub fn load(dir: &Path, mut opts: EngineOptions) -> Result<Self> {
         if !dir.is_dir() {
             return Err(ModelError::Format {
                 file: dir.to_path_buf(),
@@ -128,6 +129,12 @@ impl Engine {
         let cfg = LlamaConfig::from_file(&dir.join("config.json"))?;
         let device = parse_device(&opts.device)?;
         let kind = parse_dtype(&opts.dtype, device)?;
+        if opts.batch_size == 0 {
+            opts.batch_size = if device.is_cuda() { 256 } else { 64 };
+        }
+        if opts.max_batch_tokens == 0 {
+            opts.max_batch_tokens = if device.is_cuda() { 262_144 } else { 32_768 };
+        }
         let weights = Weights::open(dir)?;
         let tokenizer = Tokenizer::load(dir, &cfg.eos_ids())?;
         let model = Llama::load(dir, cfg, &weights, kind, device)?;

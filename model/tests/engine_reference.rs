@@ -144,3 +144,57 @@ fn batched_scores_equal_unbatched() {
     let s2 = e.score(&[(ctx, other)], &|_| {}).unwrap()[0];
     assert!(!s2.is_greedy && s2.logprob < s.logprob);
 }
+
+#[test]
+fn bfloat16_stays_close_to_the_fp32_reference() {
+    let r = reference();
+    let e = Engine::load(
+        &common::default_model(),
+        EngineOptions {
+            device: "cpu".into(),
+            dtype: "bfloat16".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for (ci, c) in r["cases"].as_array().unwrap().iter().enumerate() {
+        let ids = ids_of(&c["ids"]);
+        let t = ids.len() as i64;
+        let ids_t = Tensor::from_slice(&ids).view([1, t]);
+        let pos = Tensor::arange(t, (Kind::Int64, tch::Device::Cpu)).view([1, t]);
+        let mask = quantlab_model::llama::causal_mask(
+            &Tensor::ones([1, t], (Kind::Bool, tch::Device::Cpu)),
+            0,
+            t,
+        );
+        let h = tch::no_grad(|| e.model.forward(&ids_t, &pos, &mask, None));
+        assert_eq!(h.kind(), Kind::BFloat16);
+        let last = e.model.logits(&h.get(0)).get(t - 1);
+        let ref_ids = ids_of(&c["last_top20_ids"]);
+        let ref_logits: Vec<f64> = c["last_top20_logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        let worst = ref_ids
+            .iter()
+            .zip(&ref_logits)
+            .map(|(&id, &rl)| (last.double_value(&[id]) - rl).abs())
+            .fold(0.0, f64::max);
+        // bf16 keeps 8 bits of mantissa: logits of magnitude ~20 move by a few tenths at most.
+        assert!(
+            worst < 1.0,
+            "case {ci}: bf16 top-20 logits differ by up to {worst}"
+        );
+        assert!(
+            worst > 0.0,
+            "case {ci}: bf16 gave bit-identical fp32 logits (was it really bf16?)"
+        );
+        assert_eq!(
+            last.argmax(-1, false).int64_value(&[]),
+            ref_ids[0],
+            "case {ci}: bf16 top-1"
+        );
+    }
+}

@@ -473,7 +473,7 @@ impl RecoveryTable {
                 }
             })
             .collect();
-        out.push_str(&format!("|-{}-|\n", rule.join("-|-")));
+        out.push_str(&format!("| {} |\n", rule.join(" | ")));
         for row in &rows {
             out.push_str(&line(row));
         }

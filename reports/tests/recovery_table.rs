@@ -124,6 +124,19 @@ fn three_runs_every_number() {
     assert!(close(t.stderr("mmlu", "w4a16").unwrap(), 3.0));
 
     let md = t.to_markdown();
+    // The delimiter row is valid GitHub markdown: every cell is `:?-+:?`.
+    let rule = md
+        .lines()
+        .find(|l| l.starts_with("| :-") || l.starts_with("| -"))
+        .expect("delimiter row");
+    for cell in rule.trim_matches('|').split('|') {
+        let c = cell.trim();
+        let body = c.trim_start_matches(':').trim_end_matches(':');
+        assert!(
+            !body.is_empty() && body.chars().all(|ch| ch == '-'),
+            "bad delimiter cell {c:?} in {rule}"
+        );
+    }
     let cells = md_rows(&md);
     assert_eq!(
         cells[0],

@@ -1,4 +1,4 @@
-//! Paths shared by the integration tests. Tests need the real default model and `../shared`;
+//! Paths shared by the integration tests of model, compress and cli (included by `#[path]`). Tests need the real default model and `../shared`;
 //! when they are absent the tests fail with what to do (they are never skipped).
 #![allow(dead_code)]
 use std::path::PathBuf;

@@ -47,7 +47,7 @@ pub fn run(
 /// The table lines of a Markdown rendering, as trimmed cells (header first, rule line dropped).
 pub fn md_rows(md: &str) -> Vec<Vec<String>> {
     md.lines()
-        .filter(|l| l.starts_with('|') && !l.starts_with("|-"))
+        .filter(|l| l.starts_with('|') && !l.starts_with("| :-") && !l.starts_with("| -"))
         .map(|l| {
             l.trim_matches('|')
                 .split('|')
