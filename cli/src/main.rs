@@ -36,12 +36,12 @@ enum Cmd {
     ///
     /// Schemes: w8a8-fp8 (fp8 e4m3 per-channel weights, dynamic per-token fp8 activations),
     /// w8a8-int8 (int8 per-channel weights, dynamic per-token int8 activations), w4a16 (int4
-    /// symmetric weights in groups of 128 along the input, packed eight per int32), w8a16.
+    /// symmetric weights in groups of 128 along the input, packed eight per int32).
     /// Weights are rounded to nearest with min-max scales; lm_head stays in bf16.
     Compress {
         /// Model folder or alias.
         model: String,
-        /// w8a8-fp8 | w8a8-int8 | w4a16 | w8a16.
+        /// w8a8-fp8 | w8a8-int8 | w4a16.
         scheme: String,
         /// Output folder.
         #[arg(long)]
@@ -49,9 +49,6 @@ enum Cmd {
         /// Group size for grouped schemes (w4a16 default 128; must divide every Linear's input dim).
         #[arg(long)]
         group_size: Option<usize>,
-        /// Linear modules to keep unquantized, by name suffix (lm_head is always kept).
-        #[arg(long, value_delimiter = ',')]
-        ignore: Vec<String>,
         /// Replace an existing output folder.
         #[arg(long)]
         force: bool,
@@ -99,7 +96,7 @@ enum Cmd {
         /// Run folders (or their results.json).
         #[arg(required = true)]
         runs: Vec<PathBuf>,
-        /// The baseline run (run id, model name or scheme; default: the run whose scheme is bf16).
+        /// The baseline run, by run id or model name (default: the one run whose scheme is bf16).
         #[arg(long)]
         baseline: Option<String>,
         /// Write report.md, report.csv and report.json here.
@@ -141,7 +138,6 @@ fn run(cli: Cli) -> Result<()> {
             scheme,
             out,
             group_size,
-            ignore,
             force,
         } => {
             let name = quantlab_compress::SchemeName::parse(&scheme)?;
@@ -149,7 +145,7 @@ fn run(cli: Cli) -> Result<()> {
             let dir = quantlab_model::registry::resolve_model(&model)?;
             let opts = quantlab_compress::CompressOptions {
                 scheme,
-                ignore,
+                ignore: vec![],
                 force,
                 progress: true,
             };
@@ -223,6 +219,21 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("loading {} ({}) from {}", model, info.scheme, dir.display());
             let engine = quantlab_model::Engine::load(&dir, opts)?;
             let mut be = quantlab_evaluate::local::LocalBackend::new(engine);
+            if let Some(o) = &out {
+                if o.exists()
+                    && std::fs::read_dir(o)
+                        .map(|mut d| d.next().is_some())
+                        .unwrap_or(true)
+                {
+                    anyhow::bail!(
+                        "{}: run folder exists and is not empty; choose another --out or remove it",
+                        o.display()
+                    );
+                }
+            }
+            if limit == Some(0) {
+                anyhow::bail!("--limit must be at least 1");
+            }
             let existed = out.as_ref().is_some_and(|o| o.exists());
             let out_dir = match out {
                 Some(o) => o,

@@ -228,3 +228,105 @@ fn unknown_suite_and_missing_data() {
     );
     assert!(!tmp.path().join("runs").exists());
 }
+
+#[test]
+fn force_never_destroys_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = model_copy(tmp.path());
+    std::fs::write(tmp.path().join("notes.txt"), "keep me").unwrap();
+    // The source itself, its parent, and the current folder are refused even with --force.
+    for out in [m.to_str().unwrap(), tmp.path().to_str().unwrap()] {
+        let (code, _, err) = quantlab(&[
+            "compress",
+            m.to_str().unwrap(),
+            "w8a8-fp8",
+            "--out",
+            out,
+            "--force",
+        ]);
+        assert_one_error_line(code, &err, &["overlaps the input"]);
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_quantlab"))
+        .args([
+            "compress",
+            m.to_str().unwrap(),
+            "w8a8-fp8",
+            "--out",
+            ".",
+            "--force",
+        ])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert_one_error_line(
+        out.status.code().unwrap(),
+        &String::from_utf8_lossy(&out.stderr),
+        &["current folder"],
+    );
+    assert!(
+        tmp.path().join("notes.txt").is_file() && m.join("config.json").is_file(),
+        "inputs were deleted"
+    );
+    // import-gguf into the folder that holds the GGUF.
+    let gdir = tmp.path().join("gg");
+    std::fs::create_dir_all(&gdir).unwrap();
+    std::fs::write(gdir.join("m.gguf"), b"GGUF").unwrap();
+    let (code, _, err) = quantlab(&[
+        "import-gguf",
+        gdir.join("m.gguf").to_str().unwrap(),
+        "--out",
+        gdir.to_str().unwrap(),
+        "--force",
+    ]);
+    assert_one_error_line(code, &err, &["holds the input GGUF"]);
+    assert!(gdir.join("m.gguf").is_file());
+}
+
+#[test]
+fn non_finite_weights_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = model_copy(tmp.path());
+    // Rewrite the weights with one NaN in layer 3's q_proj.
+    let w = quantlab_model::Weights::open(&common::default_model()).unwrap();
+    let mut tensors: Vec<(String, tch::Tensor)> = w
+        .names()
+        .map(|n| (n.to_string(), w.get(n).unwrap()))
+        .collect();
+    for (n, t) in tensors.iter_mut() {
+        if n == "model.layers.3.self_attn.q_proj.weight" {
+            let _ = t.get(0).get(0).fill_(f64::NAN);
+        }
+    }
+    std::fs::remove_file(m.join("model.safetensors")).unwrap();
+    quantlab_model::weights::save_safetensors(&m.join("model.safetensors"), &tensors, None)
+        .unwrap();
+    let out = tmp.path().join("out");
+    let (code, _, err) = quantlab(&[
+        "compress",
+        m.to_str().unwrap(),
+        "w8a8-int8",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_one_error_line(
+        code,
+        &err,
+        &["model.layers.3.self_attn.q_proj.weight", "NaN"],
+    );
+    assert!(!out.exists());
+    let run = tmp.path().join("run");
+    let (code, _, err) = quantlab(&[
+        "eval",
+        m.to_str().unwrap(),
+        "--tasks",
+        "arc_easy",
+        "--limit",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_one_error_line(code, &err, &["non-finite log-likelihood"]);
+    assert!(!run.exists());
+}

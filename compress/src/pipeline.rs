@@ -139,23 +139,43 @@ pub fn compress(
             continue;
         }
         let prefix = name.trim_end_matches(".weight");
+        if !matches!(
+            t.kind(),
+            Kind::Float | Kind::Double | Kind::BFloat16 | Kind::Half
+        ) {
+            anyhow::bail!(
+                "{}: tensor '{name}' is {:?}, not a floating-point weight; compress a BF16/FP16/FP32 checkpoint",
+                w.file_of(name).map(|p| p.display().to_string()).unwrap_or_default(),
+                t.kind()
+            );
+        }
         let scale_kind = match t.kind() {
             Kind::Float | Kind::Double => Kind::BFloat16,
             k => k,
         };
         let wf = t.to_kind(Kind::Float);
         let q = quantize_rtn(&wf, opts.scheme.weight, opts.scheme.strategy, scale_kind);
+        if !bool::try_from(q.scale.isfinite().all()).unwrap_or(false) {
+            anyhow::bail!(
+                "{}: tensor '{name}' holds NaN or Inf values; refusing to quantize it",
+                w.file_of(name)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            );
+        }
         let deq = crate::quantize::dequantize(&q, opts.scheme.strategy);
         let rel = ((&wf - &deq).norm().double_value(&[])) / wf.norm().double_value(&[]).max(1e-30);
         err_sum += rel;
         match (opts.scheme.weight, opts.scheme.format()) {
-            (WeightType::Int { bits: 4 }, "pack-quantized")
-            | (WeightType::Int { .. }, "pack-quantized") => {
+            (WeightType::Int { bits: 4 }, "pack-quantized") => {
                 let packed = pack_int4(&q.codes).with_context(|| format!("{prefix}: packing"))?;
                 let shape = Tensor::from_slice(&[wf.size()[0], wf.size()[1]]);
                 out.push((format!("{prefix}.weight_packed"), packed));
                 out.push((format!("{prefix}.weight_scale"), q.scale));
                 out.push((format!("{prefix}.weight_shape"), shape));
+            }
+            (WeightType::Int { bits }, "pack-quantized") => {
+                anyhow::bail!("{prefix}: packing {bits}-bit weights is not supported (only 4-bit)");
             }
             _ => {
                 out.push((format!("{prefix}.weight"), q.codes));

@@ -20,6 +20,52 @@ pub const SIDE_FILES: &[&str] = &[
     "chat_template.jinja",
 ];
 
+/// Refuse an output folder that `--force` could not replace without destroying inputs: the
+/// current folder or one of its parents, an input itself, a folder holding an input, or a folder
+/// inside an input. Paths are compared after resolving `.`/`..` and links.
+pub fn check_output_is_safe(out_dir: &Path, inputs: &[&Path]) -> Result<()> {
+    let abs = |p: &Path| -> std::path::PathBuf {
+        let p = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(p)
+        };
+        // Resolve what exists; keep the rest literally.
+        let mut existing = p.clone();
+        let mut rest = Vec::new();
+        while !existing.exists() {
+            match (existing.parent(), existing.file_name()) {
+                (Some(parent), Some(name)) => {
+                    rest.push(name.to_os_string());
+                    existing = parent.to_path_buf();
+                }
+                _ => break,
+            }
+        }
+        let mut r = existing.canonicalize().unwrap_or(existing);
+        for n in rest.into_iter().rev() {
+            r.push(n);
+        }
+        r
+    };
+    let out = abs(out_dir);
+    let cwd = abs(Path::new("."));
+    if cwd.starts_with(&out) {
+        anyhow::bail!("{}: refusing to write into the current folder or one of its parents; give a new folder", out_dir.display());
+    }
+    for i in inputs {
+        let inp = abs(i);
+        if inp.starts_with(&out) || out.starts_with(&inp) {
+            anyhow::bail!(
+                "{}: the output folder overlaps the input {}; write the result somewhere else",
+                out_dir.display(),
+                i.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Write the folder: `tensors` into `model.safetensors`, `config` as config.json, side files from
 /// `src_dir`, plus `recipe_json` as `quantlab_recipe.json` (what produced it). Fails if `out_dir`
 /// exists (unless `force`), leaving nothing behind on error.
@@ -31,6 +77,7 @@ pub fn write_checkpoint(
     recipe_json: &serde_json::Value,
     force: bool,
 ) -> Result<()> {
+    check_output_is_safe(out_dir, &[src_dir])?;
     if out_dir.exists() && !force {
         anyhow::bail!(
             "{}: output folder already exists (use --force to replace it)",

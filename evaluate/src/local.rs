@@ -52,8 +52,15 @@ impl Backend for LocalBackend {
     fn describe(&self) -> serde_json::Value {
         serde_json::json!({
             "backend": "local",
-            "device": format!("{:?}", self.engine.device),
-            "dtype": format!("{:?}", self.engine.kind),
+            "device": match self.engine.device {
+                tch::Device::Cuda(i) => format!("cuda:{i}"),
+                _ => "cpu".to_string(),
+            },
+            "dtype": match self.engine.kind {
+                tch::Kind::BFloat16 => "bfloat16",
+                tch::Kind::Half => "float16",
+                _ => "float32",
+            },
             "batch_size": self.engine.opts.batch_size,
             "max_batch_tokens": self.engine.opts.max_batch_tokens,
         })
@@ -77,6 +84,14 @@ impl Backend for LocalBackend {
             toks.push((c, x));
         }
         let scores = self.engine.score(&toks, progress)?;
+        if let Some(i) = scores.iter().position(|s| !s.logprob.is_finite()) {
+            anyhow::bail!(
+                "the model gives a non-finite log-likelihood ({}) for context {:?} / continuation {:?}: its weights or activations overflow",
+                scores[i].logprob,
+                reqs[i].context.chars().take(80).collect::<String>(),
+                reqs[i].continuation
+            );
+        }
         Ok(scores
             .into_iter()
             .map(|s| Loglikelihood {

@@ -111,36 +111,16 @@ impl QuantizationConfig {
     }
 }
 
-/// compressed-tensors target matching: exact name, `re:` regex, or a suffix match on the module path.
+/// compressed-tensors target matching: `re:` + a regular expression matched against the whole
+/// module name (Python `re.match` anchors at the start), else the exact module name or its last
+/// component (the class-name targets like `Linear` are handled by the caller).
 fn module_matches(module: &str, target: &str) -> bool {
     if let Some(re) = target.strip_prefix("re:") {
-        return regex_lite_match(re, module);
+        return regex::Regex::new(&format!("^(?:{re})"))
+            .map(|r| r.is_match(module))
+            .unwrap_or(false);
     }
-    module == target || module.ends_with(&format!(".{target}"))
-}
-
-/// Minimal regex support for ignore/target lists: `.*` wildcards and literal text.
-fn regex_lite_match(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split(".*").collect();
-    if parts.len() == 1 {
-        return text.contains(pattern);
-    }
-    let mut pos = 0usize;
-    for (i, p) in parts.iter().enumerate() {
-        if p.is_empty() {
-            continue;
-        }
-        match text[pos..].find(p) {
-            Some(off) => {
-                if i == 0 && off != 0 && !pattern.starts_with(".*") {
-                    return text.contains(p);
-                }
-                pos += off + p.len();
-            }
-            None => return false,
-        }
-    }
-    true
+    module == target || module.rsplit('.').next() == Some(target)
 }
 
 /// A linear layer ready to run: `y = act_quant(x) @ weightᵀ + bias`.
@@ -249,6 +229,16 @@ pub fn load_linear(
                     })
                 }
             };
+            if format == "pack-quantized" && g.weights.as_ref().map(|a| a.num_bits) != Some(4) {
+                return Err(ModelError::Tensor {
+                    file: w
+                        .file_of(&format!("{prefix}.weight_packed"))
+                        .map(Path::to_path_buf)
+                        .unwrap_or_default(),
+                    tensor: prefix.into(),
+                    msg: "pack-quantized weights other than 4-bit are not supported yet".into(),
+                });
+            }
             (dequantize(w, prefix, &format)?, act)
         }
     };

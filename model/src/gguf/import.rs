@@ -59,6 +59,20 @@ pub fn import_gguf(gguf_path: &Path, out_dir: &Path) -> Result<ImportSummary> {
 /// [`import_gguf`], replacing an existing `out_dir` when `force` is true (the old folder is
 /// removed only after the new one has been written completely).
 pub fn import_gguf_with(gguf_path: &Path, out_dir: &Path, force: bool) -> Result<ImportSummary> {
+    if let (Ok(g), Ok(cwd)) = (gguf_path.canonicalize(), std::env::current_dir()) {
+        let out = if out_dir.is_absolute() {
+            out_dir.to_path_buf()
+        } else {
+            cwd.join(out_dir)
+        };
+        let out = out.canonicalize().unwrap_or(out);
+        if g.starts_with(&out) || cwd.canonicalize().unwrap_or(cwd).starts_with(&out) {
+            anyhow::bail!(
+                "{}: the output folder holds the input GGUF or the current folder; give a new folder",
+                out_dir.display()
+            );
+        }
+    }
     if !force && fs::symlink_metadata(out_dir).is_ok() {
         anyhow::bail!(
             "{}: output folder already exists (import does not overwrite it)",
