@@ -201,14 +201,13 @@ impl Llama {
             });
         }
         let norm = load_vec("model.norm.weight", h)?;
+        // Tied (or no separate head): the output projection is the embedding matrix.
         let lm_head = if w.contains("lm_head.weight") && !cfg.tie_word_embeddings {
             w.get_shaped("lm_head.weight", &[cfg.vocab_size as i64, h])?
                 .to_kind(kind)
                 .to_device(device)
-        } else if cfg.tie_word_embeddings || !w.contains("lm_head.weight") {
-            embed.shallow_clone()
         } else {
-            unreachable!()
+            embed.shallow_clone()
         };
         let inv_freq = Tensor::from_slice(&rope_inv_freq(&cfg)?).to_device(device);
         Ok(Llama {

@@ -15,6 +15,10 @@ use tch::{Kind, Tensor};
 struct Shard {
     path: PathBuf,
     mmap: Mmap,
+    /// Parsed header.
+    meta: safetensors::tensor::Metadata,
+    /// Byte offset of the data section (8 + header length).
+    data_start: usize,
 }
 
 /// All tensors of a checkpoint folder, by name.
@@ -116,14 +120,12 @@ impl Weights {
             let f = File::open(&path).map_err(|e| ModelError::io(&path, e))?;
             // SAFETY: the file is opened read-only; we never mutate it while mapped.
             let mmap = unsafe { Mmap::map(&f) }.map_err(|e| ModelError::io(&path, e))?;
-            let names: Vec<String> = {
-                let st = SafeTensors::deserialize(&mmap).map_err(|e| ModelError::Format {
+            let (header_len, meta) =
+                SafeTensors::read_metadata(&mmap).map_err(|e| ModelError::Format {
                     file: path.clone(),
                     msg: format!("corrupt safetensors file: {e}"),
                 })?;
-                st.names().into_iter().map(String::from).collect()
-            };
-            for n in names {
+            for n in meta.tensors().into_keys() {
                 if index.insert(n.clone(), i).is_some() {
                     return Err(ModelError::Tensor {
                         file: path.clone(),
@@ -132,7 +134,12 @@ impl Weights {
                     });
                 }
             }
-            shards.push(Shard { path, mmap });
+            shards.push(Shard {
+                path,
+                mmap,
+                meta,
+                data_start: 8 + header_len,
+            });
         }
         Ok(Weights { shards, index })
     }
@@ -152,20 +159,28 @@ impl Weights {
         self.index.get(name).map(|&i| self.shards[i].path.as_path())
     }
 
-    /// Shape and dtype of a tensor without copying it.
-    pub fn info(&self, name: &str) -> Result<(Vec<usize>, Dtype)> {
+    /// The shard holding `name`, its header entry, and the tensor's bytes (header parsed once at
+    /// open; `read_metadata` validated every offset against the file size).
+    fn locate(&self, name: &str) -> Result<(&Shard, &safetensors::tensor::TensorInfo, &[u8])> {
         let i = *self.index.get(name).ok_or_else(|| self.missing(name))?;
         let sh = &self.shards[i];
-        let st = SafeTensors::deserialize(&sh.mmap).map_err(|e| ModelError::Format {
-            file: sh.path.clone(),
-            msg: e.to_string(),
-        })?;
-        let v = st.tensor(name).map_err(|e| ModelError::Tensor {
-            file: sh.path.clone(),
-            tensor: name.into(),
-            msg: e.to_string(),
-        })?;
-        Ok((v.shape().to_vec(), v.dtype()))
+        let info = sh.meta.info(name).ok_or_else(|| self.missing(name))?;
+        let (a, b) = info.data_offsets;
+        let bytes = sh
+            .mmap
+            .get(sh.data_start + a..sh.data_start + b)
+            .ok_or_else(|| ModelError::Tensor {
+                file: sh.path.clone(),
+                tensor: name.into(),
+                msg: "data offsets run past the end of the file".into(),
+            })?;
+        Ok((sh, info, bytes))
+    }
+
+    /// Shape and dtype of a tensor without copying it.
+    pub fn info(&self, name: &str) -> Result<(Vec<usize>, Dtype)> {
+        let (_, info, _) = self.locate(name)?;
+        Ok((info.shape.clone(), info.dtype))
     }
 
     fn missing(&self, name: &str) -> ModelError {
@@ -184,24 +199,14 @@ impl Weights {
     ///
     /// Errors: the tensor is missing, or has a dtype torch cannot hold.
     pub fn get(&self, name: &str) -> Result<Tensor> {
-        let i = *self.index.get(name).ok_or_else(|| self.missing(name))?;
-        let sh = &self.shards[i];
-        let st = SafeTensors::deserialize(&sh.mmap).map_err(|e| ModelError::Format {
-            file: sh.path.clone(),
-            msg: e.to_string(),
-        })?;
-        let v = st.tensor(name).map_err(|e| ModelError::Tensor {
+        let (sh, info, bytes) = self.locate(name)?;
+        let kind = kind_of(info.dtype).ok_or_else(|| ModelError::Tensor {
             file: sh.path.clone(),
             tensor: name.into(),
-            msg: e.to_string(),
+            msg: format!("unsupported dtype {:?}", info.dtype),
         })?;
-        let kind = kind_of(v.dtype()).ok_or_else(|| ModelError::Tensor {
-            file: sh.path.clone(),
-            tensor: name.into(),
-            msg: format!("unsupported dtype {:?}", v.dtype()),
-        })?;
-        let shape: Vec<i64> = v.shape().iter().map(|&d| d as i64).collect();
-        Ok(Tensor::f_from_data_size(v.data(), &shape, kind)?)
+        let shape: Vec<i64> = info.shape.iter().map(|&d| d as i64).collect();
+        Ok(Tensor::f_from_data_size(bytes, &shape, kind)?)
     }
 
     /// Like [`Weights::get`] but checks the shape.

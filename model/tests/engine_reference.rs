@@ -23,6 +23,16 @@ fn engine(batch: usize) -> Engine {
     Engine::load(&common::default_model(), opts).expect("load default model")
 }
 
+/// Final hidden states `[1, t, hidden]` of one unpadded prompt.
+fn hidden(e: &Engine, ids: &[i64]) -> Tensor {
+    let t = ids.len() as i64;
+    let ids_t = Tensor::from_slice(ids).view([1, t]);
+    let pos = Tensor::arange(t, (Kind::Int64, tch::Device::Cpu)).view([1, t]);
+    let valid = Tensor::ones([1, t], (Kind::Bool, tch::Device::Cpu));
+    let mask = quantlab_model::llama::causal_mask(&valid, 0, t);
+    tch::no_grad(|| e.model.forward(&ids_t, &pos, &mask, None))
+}
+
 fn ids_of(v: &Value) -> Vec<i64> {
     v.as_array()
         .unwrap()
@@ -44,14 +54,7 @@ fn logits_and_greedy_match_transformers() {
         assert_eq!(ids, ids_of(&c["ids"]), "case {ci}: token ids");
         // Last-position logits, top 20.
         let t = ids.len() as i64;
-        let ids_t = Tensor::from_slice(&ids).view([1, t]);
-        let pos = Tensor::arange(t, (Kind::Int64, tch::Device::Cpu)).view([1, t]);
-        let mask = quantlab_model::llama::causal_mask(
-            &Tensor::ones([1, t], (Kind::Bool, tch::Device::Cpu)),
-            0,
-            t,
-        );
-        let h = tch::no_grad(|| e.model.forward(&ids_t, &pos, &mask, None));
+        let h = hidden(&e, &ids);
         let logits = e.model.logits(&h.get(0));
         let last = logits.get(t - 1);
         let ref_ids = ids_of(&c["last_top20_ids"]);
@@ -160,14 +163,7 @@ fn bfloat16_stays_close_to_the_fp32_reference() {
     for (ci, c) in r["cases"].as_array().unwrap().iter().enumerate() {
         let ids = ids_of(&c["ids"]);
         let t = ids.len() as i64;
-        let ids_t = Tensor::from_slice(&ids).view([1, t]);
-        let pos = Tensor::arange(t, (Kind::Int64, tch::Device::Cpu)).view([1, t]);
-        let mask = quantlab_model::llama::causal_mask(
-            &Tensor::ones([1, t], (Kind::Bool, tch::Device::Cpu)),
-            0,
-            t,
-        );
-        let h = tch::no_grad(|| e.model.forward(&ids_t, &pos, &mask, None));
+        let h = hidden(&e, &ids);
         assert_eq!(h.kind(), Kind::BFloat16);
         let last = e.model.logits(&h.get(0)).get(t - 1);
         let ref_ids = ids_of(&c["last_top20_ids"]);
