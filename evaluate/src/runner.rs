@@ -248,18 +248,9 @@ fn run_multiple_choice(
         }
         per_doc.push(slots);
     }
-    let pb = progress_bar(unique.len(), name, "loglikelihood");
-    let answers = backend
-        .loglikelihood(&unique, &|n| pb.inc(n as u64))
-        .with_context(|| format!("task `{name}`: loglikelihood requests"))?;
-    pb.finish_and_clear();
-    if answers.len() != unique.len() {
-        bail!(
-            "task `{name}`: backend answered {} of {} loglikelihood requests",
-            answers.len(),
-            unique.len()
-        );
-    }
+    let answers = call_backend(name, "loglikelihood", unique.len(), |p| {
+        backend.loglikelihood(&unique, p)
+    })?;
     let mut samples = Vec::with_capacity(docs.len());
     for ((doc, ctx), slots) in docs.into_iter().zip(ctxs).zip(per_doc) {
         let lls: Vec<f64> = slots.iter().map(|(_, i)| answers[*i].logprob).collect();
@@ -287,6 +278,27 @@ fn run_multiple_choice(
     Ok(samples)
 }
 
+/// Send `n` requests of one kind through `call` with a progress bar, and check that the backend
+/// answered every one of them.
+fn call_backend<T>(
+    name: &str,
+    kind: &str,
+    n: usize,
+    call: impl FnOnce(&dyn Fn(usize)) -> Result<Vec<T>>,
+) -> Result<Vec<T>> {
+    let pb = progress_bar(n, name, kind);
+    let answers =
+        call(&|k| pb.inc(k as u64)).with_context(|| format!("task `{name}`: {kind} requests"))?;
+    pb.finish_and_clear();
+    if answers.len() != n {
+        bail!(
+            "task `{name}`: backend answered {} of {n} {kind} requests",
+            answers.len()
+        );
+    }
+    Ok(answers)
+}
+
 fn run_generation(
     backend: &mut dyn Backend,
     task: &Task,
@@ -303,18 +315,9 @@ fn run_generation(
             max_gen_toks: gk.max_gen_toks,
         })
         .collect();
-    let pb = progress_bar(reqs.len(), name, "generate_until");
-    let gens = backend
-        .generate_until(&reqs, &|n| pb.inc(n as u64))
-        .with_context(|| format!("task `{name}`: generate_until requests"))?;
-    pb.finish_and_clear();
-    if gens.len() != reqs.len() {
-        bail!(
-            "task `{name}`: backend answered {} of {} generate_until requests",
-            gens.len(),
-            reqs.len()
-        );
-    }
+    let gens = call_backend(name, "generate_until", reqs.len(), |p| {
+        backend.generate_until(&reqs, p)
+    })?;
     let mut samples = Vec::with_capacity(docs.len());
     for ((doc, ctx), generation) in docs.into_iter().zip(ctxs).zip(gens) {
         let scores = task.score_generation(&doc, &generation)?;

@@ -33,6 +33,14 @@ fn hidden(e: &Engine, ids: &[i64]) -> Tensor {
     tch::no_grad(|| e.model.forward(&ids_t, &pos, &mask, None))
 }
 
+fn floats_of(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
 fn ids_of(v: &Value) -> Vec<i64> {
     v.as_array()
         .unwrap()
@@ -58,12 +66,7 @@ fn logits_and_greedy_match_transformers() {
         let logits = e.model.logits(&h.get(0));
         let last = logits.get(t - 1);
         let ref_ids = ids_of(&c["last_top20_ids"]);
-        let ref_logits: Vec<f64> = c["last_top20_logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap())
-            .collect();
+        let ref_logits = floats_of(&c["last_top20_logits"]);
         for (k, (&id, &rl)) in ref_ids.iter().zip(&ref_logits).enumerate() {
             let ours = last.double_value(&[id]);
             assert!(
@@ -167,12 +170,7 @@ fn bfloat16_stays_close_to_the_fp32_reference() {
         assert_eq!(h.kind(), Kind::BFloat16);
         let last = e.model.logits(&h.get(0)).get(t - 1);
         let ref_ids = ids_of(&c["last_top20_ids"]);
-        let ref_logits: Vec<f64> = c["last_top20_logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap())
-            .collect();
+        let ref_logits = floats_of(&c["last_top20_logits"]);
         let worst = ref_ids
             .iter()
             .zip(&ref_logits)
