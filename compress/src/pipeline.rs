@@ -89,27 +89,7 @@ pub fn compress(
             linears.push(name);
         }
     }
-    // Check group divisibility before doing any work.
-    if let Strategy::Group(g) = opts.scheme.strategy {
-        let mut bad: Vec<(String, usize)> = Vec::new();
-        let mut dims = Vec::new();
-        for n in &linears {
-            let (shape, _) = w.info(&format!("{n}.weight"))?;
-            dims.push(shape[1]);
-            if shape[1] % g != 0 {
-                bad.push((n.clone(), shape[1]));
-            }
-        }
-        if let Some((name, inf)) = bad.first() {
-            let all_gcd = dims.iter().fold(0usize, |a, &b| gcd(a, b));
-            let suggest = largest_pow2_divisor_le(all_gcd, g);
-            anyhow::bail!(
-                "group size {g} does not divide the input dimension {inf} of {name} ({} Linears affected); \
-                 use --group-size {suggest}, which divides every Linear of this model",
-                bad.len()
-            );
-        }
-    }
+    check_group_divisibility(&w, &linears, opts.scheme.strategy)?;
     let bar = if opts.progress {
         indicatif::ProgressBar::new(linears.len() as u64)
     } else {
@@ -216,6 +196,36 @@ pub fn compress(
             err_sum / linears.len() as f64
         },
     })
+}
+
+/// Check, before any work, that a group size divides the input dimension of every Linear in
+/// `linears` (module names without `.weight`).
+///
+/// Errors: names the first Linear that does not fit, counts them, and suggests the largest power
+/// of two that divides every Linear of the model.
+pub fn check_group_divisibility(w: &Weights, linears: &[String], strategy: Strategy) -> Result<()> {
+    let Strategy::Group(g) = strategy else {
+        return Ok(());
+    };
+    let mut bad: Vec<(String, usize)> = Vec::new();
+    let mut dims = Vec::new();
+    for n in linears {
+        let (shape, _) = w.info(&format!("{n}.weight"))?;
+        dims.push(shape[1]);
+        if shape[1] % g != 0 {
+            bad.push((n.clone(), shape[1]));
+        }
+    }
+    if let Some((name, inf)) = bad.first() {
+        let all_gcd = dims.iter().fold(0usize, |a, &b| gcd(a, b));
+        let suggest = largest_pow2_divisor_le(all_gcd, g);
+        anyhow::bail!(
+            "group size {g} does not divide the input dimension {inf} of {name} ({} Linears affected); \
+             use --group-size {suggest}, which divides every Linear of this model",
+            bad.len()
+        );
+    }
+    Ok(())
 }
 
 fn gcd(a: usize, b: usize) -> usize {

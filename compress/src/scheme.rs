@@ -70,6 +70,8 @@ pub enum WeightType {
 /// How weight scales are shared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
+    /// One scale for the whole tensor.
+    Tensor,
     /// One scale per output row.
     Channel,
     /// One scale per `group_size` consecutive input columns of each row.
@@ -84,6 +86,12 @@ pub struct Scheme {
     pub strategy: Strategy,
     /// Dynamic per-token activation quantization (W8A8), or none (weight-only).
     pub activations: Option<WeightType>,
+    /// Symmetric weights (zero point 0).
+    pub symmetric: bool,
+    /// Weight observer name written to the config (`memoryless_minmax`, `memoryless_mse`).
+    pub observer: &'static str,
+    /// Act-order written to the config.
+    pub actorder: crate::gptq::ActOrder,
 }
 
 impl Scheme {
@@ -95,18 +103,27 @@ impl Scheme {
                 weight: WeightType::Fp8E4M3,
                 strategy: Strategy::Channel,
                 activations: Some(WeightType::Fp8E4M3),
+                symmetric: true,
+                observer: "memoryless_minmax",
+                actorder: crate::gptq::ActOrder::None,
             },
             SchemeName::W8A8Int8 => Scheme {
                 name,
                 weight: WeightType::Int { bits: 8 },
                 strategy: Strategy::Channel,
                 activations: Some(WeightType::Int { bits: 8 }),
+                symmetric: true,
+                observer: "memoryless_minmax",
+                actorder: crate::gptq::ActOrder::None,
             },
             SchemeName::W4A16 => Scheme {
                 name,
                 weight: WeightType::Int { bits: 4 },
                 strategy: Strategy::Group(group_size.unwrap_or(128)),
                 activations: None,
+                symmetric: true,
+                observer: "memoryless_mse",
+                actorder: crate::gptq::ActOrder::None,
             },
         };
         if let Some(g) = group_size {
@@ -135,13 +152,15 @@ impl Scheme {
         group: Option<usize>,
         dynamic: bool,
         observer: Option<&str>,
+        symmetric: bool,
+        actorder: serde_json::Value,
     ) -> serde_json::Value {
         let (kind, bits) = match t {
             WeightType::Int { bits } => ("int", bits),
             WeightType::Fp8E4M3 => ("float", 8),
         };
         json!({
-            "actorder": null,
+            "actorder": actorder,
             "block_structure": null,
             "dynamic": dynamic,
             "group_size": group,
@@ -150,7 +169,7 @@ impl Scheme {
             "observer_kwargs": {},
             "scale_dtype": null,
             "strategy": strategy,
-            "symmetric": true,
+            "symmetric": symmetric,
             "type": kind,
             "zp_dtype": null
         })
@@ -159,6 +178,7 @@ impl Scheme {
     /// The `quantization_config` object for config.json (compressed-tensors 0.19 layout).
     pub fn quantization_config(&self, ignore: &[String]) -> serde_json::Value {
         let (strategy, group) = match self.strategy {
+            Strategy::Tensor => ("tensor", None),
             Strategy::Channel => ("channel", None),
             Strategy::Group(g) => ("group", Some(g)),
         };
@@ -167,11 +187,13 @@ impl Scheme {
             strategy,
             group,
             false,
-            Some("memoryless_minmax"),
+            Some(self.observer),
+            self.symmetric,
+            self.actorder.as_json(),
         );
         let input = self
             .activations
-            .map(|a| Self::args_json(a, "token", None, true, None))
+            .map(|a| Self::args_json(a, "token", None, true, None, true, serde_json::Value::Null))
             .unwrap_or(serde_json::Value::Null);
         json!({
             "config_groups": {

@@ -34,31 +34,37 @@ impl KvCache {
     }
 }
 
-struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
+/// Where the inputs of a decoder layer's Linears can be observed (calibration taps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Site {
+    /// `input_layernorm` output, input of q/k/v `[b, t, hidden]`.
+    Qkv,
+    /// Attention output, input of o_proj `[b, t, heads·head_dim]`.
+    O,
+    /// `post_attention_layernorm` output, input of gate/up `[b, t, hidden]`.
+    GateUp,
+    /// `silu(gate) · up`, input of down_proj `[b, t, intermediate]`.
+    Down,
 }
 
-struct Mlp {
-    gate: Linear,
-    up: Linear,
-    down: Linear,
-}
-
-struct Layer {
-    input_norm: Tensor,
-    attn: Attention,
-    post_norm: Tensor,
-    mlp: Mlp,
+/// One decoder layer (`model.layers.N`): norms `[hidden]` and Linears, in the compute dtype.
+pub struct DecoderLayer {
+    pub input_norm: Tensor,
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+    pub post_norm: Tensor,
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
 }
 
 /// A loaded decoder, ready for forward passes on `device` in `kind`.
 pub struct Llama {
     pub cfg: LlamaConfig,
     embed: Tensor,
-    layers: Vec<Layer>,
+    layers: Vec<DecoderLayer>,
     norm: Tensor,
     lm_head: Tensor,
     inv_freq: Tensor,
@@ -113,7 +119,8 @@ pub fn rope_inv_freq(cfg: &LlamaConfig) -> Result<Vec<f32>> {
     Ok(inv)
 }
 
-fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Tensor {
+/// RMSNorm as transformers' `LlamaRMSNorm`: variance in fp32, cast back, then `w ·`.
+pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Tensor {
     let kind = x.kind();
     let xf = x.to_kind(Kind::Float);
     let var = xf
@@ -123,11 +130,168 @@ fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Tensor {
     w * y.to_kind(kind)
 }
 
+/// Rotary tables `(cos, sin)`, each `[b, 1, t, head_dim]` in `kind`, for `positions` `[b, t]`
+/// (computed in fp32 and cast, like transformers).
+pub fn rope_cos_sin(inv_freq: &Tensor, positions: &Tensor, kind: Kind) -> (Tensor, Tensor) {
+    let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * inv_freq.view([1, 1, -1]);
+    let emb = Tensor::cat(&[&freqs, &freqs], -1);
+    (
+        emb.cos().to_kind(kind).unsqueeze(1),
+        emb.sin().to_kind(kind).unsqueeze(1),
+    )
+}
+
 fn rotate_half(x: &Tensor) -> Tensor {
     let half = x.size()[3] / 2;
     let x1 = x.narrow(3, 0, half);
     let x2 = x.narrow(3, half, half);
     Tensor::cat(&[x2.neg(), x1], 3)
+}
+
+impl DecoderLayer {
+    /// Load `model.layers.{i}` from `w` (dequantizing compressed Linears per `qcfg`).
+    ///
+    /// Errors: a missing tensor or one whose shape disagrees with `cfg`, naming the tensor.
+    pub fn load(
+        dir: &Path,
+        cfg: &LlamaConfig,
+        w: &Weights,
+        i: usize,
+        qcfg: Option<&QuantizationConfig>,
+        kind: Kind,
+        device: Device,
+    ) -> Result<Self> {
+        let h = cfg.hidden_size as i64;
+        let p = format!("model.layers.{i}");
+        let (qb, ob) = (cfg.qkv_bias(), cfg.o_bias());
+        let lin = |name: &str, bias: bool| {
+            load_linear(w, &format!("{p}.{name}"), bias, qcfg, kind, device)
+        };
+        let load_vec = |name: &str| -> Result<Tensor> {
+            Ok(w.get_shaped(name, &[h])?.to_kind(kind).to_device(device))
+        };
+        let layer = DecoderLayer {
+            input_norm: load_vec(&format!("{p}.input_layernorm.weight"))?,
+            q: lin("self_attn.q_proj", qb)?,
+            k: lin("self_attn.k_proj", qb)?,
+            v: lin("self_attn.v_proj", qb)?,
+            o: lin("self_attn.o_proj", ob)?,
+            post_norm: load_vec(&format!("{p}.post_attention_layernorm.weight"))?,
+            gate: lin("mlp.gate_proj", false)?,
+            up: lin("mlp.up_proj", false)?,
+            down: lin("mlp.down_proj", false)?,
+        };
+        let (nh, nkv, hd) = (
+            cfg.num_attention_heads as i64,
+            cfg.num_kv_heads() as i64,
+            cfg.head_dim() as i64,
+        );
+        for (name, t, rows) in [
+            ("q_proj", &layer.q.weight, nh * hd),
+            ("k_proj", &layer.k.weight, nkv * hd),
+            ("v_proj", &layer.v.weight, nkv * hd),
+        ] {
+            if t.size() != [rows, h] {
+                return Err(ModelError::Tensor {
+                    file: dir.join("config.json"),
+                    tensor: format!("{p}.self_attn.{name}.weight"),
+                    msg: format!(
+                        "shape {:?} disagrees with config (expected [{rows}, {h}])",
+                        t.size()
+                    ),
+                });
+            }
+        }
+        Ok(layer)
+    }
+
+    /// Input of q/k/v: `input_layernorm(x)`, `[b, t, hidden]`.
+    pub fn attn_input(&self, cfg: &LlamaConfig, x: &Tensor) -> Tensor {
+        rms_norm(x, &self.input_norm, cfg.rms_norm_eps)
+    }
+
+    /// Self-attention up to (not including) o_proj: q/k/v projections of the normed input `hn`
+    /// `[b, t, hidden]`, rotary embedding, grouped-query SDPA with `mask` (`None`: causal, no
+    /// padding), appending keys/values to `kv` if given. Returns `[b, t, heads·head_dim]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention(
+        &self,
+        cfg: &LlamaConfig,
+        hn: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+        kv: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> Tensor {
+        let (b, t) = (hn.size()[0], hn.size()[1]);
+        let nh = cfg.num_attention_heads as i64;
+        let nkv = cfg.num_kv_heads() as i64;
+        let hd = cfg.head_dim() as i64;
+        let q = self.q.forward(hn).view([b, t, nh, hd]).transpose(1, 2);
+        let k = self.k.forward(hn).view([b, t, nkv, hd]).transpose(1, 2);
+        let v = self.v.forward(hn).view([b, t, nkv, hd]).transpose(1, 2);
+        let q = &q * cos + rotate_half(&q) * sin;
+        let k = &k * cos + rotate_half(&k) * sin;
+        let (k, v) = match kv {
+            Some(slot) => {
+                let (k, v) = match slot.take() {
+                    Some((pk, pv)) => (Tensor::cat(&[pk, k], 2), Tensor::cat(&[pv, v], 2)),
+                    None => (k, v),
+                };
+                *slot = Some((k.shallow_clone(), v.shallow_clone()));
+                (k, v)
+            }
+            None => (k, v),
+        };
+        let a = Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            mask,
+            0.0,
+            mask.is_none(),
+            None::<f64>,
+            nkv != nh,
+        );
+        a.transpose(1, 2).reshape([b, t, nh * hd])
+    }
+
+    /// Input of gate/up: `post_attention_layernorm(h)`, `[b, t, hidden]`.
+    pub fn mlp_input(&self, cfg: &LlamaConfig, h: &Tensor) -> Tensor {
+        rms_norm(h, &self.post_norm, cfg.rms_norm_eps)
+    }
+
+    /// Input of down_proj: `silu(gate(hn)) · up(hn)`, `[b, t, intermediate]`.
+    pub fn mlp_hidden(&self, hn: &Tensor) -> Tensor {
+        self.gate.forward(hn).silu() * self.up.forward(hn)
+    }
+
+    /// Run the layer on `x` `[b, t, hidden]` with rotary tables from [`rope_cos_sin`] and a boolean
+    /// `mask` `[b, 1, t, past + t]` (`None`: plain causal attention, no padding), appending
+    /// keys/values to `kv` if given. `tap` sees the input of each group of Linears ([`Site`])
+    /// before they run. Returns `[b, t, hidden]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        cfg: &LlamaConfig,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+        kv: Option<&mut Option<(Tensor, Tensor)>>,
+        tap: &mut dyn FnMut(Site, &Tensor),
+    ) -> Tensor {
+        let hn = self.attn_input(cfg, x);
+        tap(Site::Qkv, &hn);
+        let a = self.attention(cfg, &hn, cos, sin, mask, kv);
+        tap(Site::O, &a);
+        let h = x + self.o.forward(&a);
+        let hn = self.mlp_input(cfg, &h);
+        tap(Site::GateUp, &hn);
+        let m = self.mlp_hidden(&hn);
+        tap(Site::Down, &m);
+        h + self.down.forward(&m)
+    }
 }
 
 impl Llama {
@@ -155,50 +319,16 @@ impl Llama {
             .to_kind(kind)
             .to_device(device);
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-        let (qb, ob) = (cfg.qkv_bias(), cfg.o_bias());
         for i in 0..cfg.num_hidden_layers {
-            let p = format!("model.layers.{i}");
-            let lin = |name: &str, bias: bool| {
-                load_linear(w, &format!("{p}.{name}"), bias, qcfg.as_ref(), kind, device)
-            };
-            let attn = Attention {
-                q: lin("self_attn.q_proj", qb)?,
-                k: lin("self_attn.k_proj", qb)?,
-                v: lin("self_attn.v_proj", qb)?,
-                o: lin("self_attn.o_proj", ob)?,
-            };
-            let mlp = Mlp {
-                gate: lin("mlp.gate_proj", false)?,
-                up: lin("mlp.up_proj", false)?,
-                down: lin("mlp.down_proj", false)?,
-            };
-            let (nh, nkv, hd) = (
-                cfg.num_attention_heads as i64,
-                cfg.num_kv_heads() as i64,
-                cfg.head_dim() as i64,
-            );
-            for (name, t, rows) in [
-                ("q_proj", &attn.q.weight, nh * hd),
-                ("k_proj", &attn.k.weight, nkv * hd),
-                ("v_proj", &attn.v.weight, nkv * hd),
-            ] {
-                if t.size() != [rows, h] {
-                    return Err(ModelError::Tensor {
-                        file: dir.join("config.json"),
-                        tensor: format!("{p}.self_attn.{name}.weight"),
-                        msg: format!(
-                            "shape {:?} disagrees with config (expected [{rows}, {h}])",
-                            t.size()
-                        ),
-                    });
-                }
-            }
-            layers.push(Layer {
-                input_norm: load_vec(&format!("{p}.input_layernorm.weight"), h)?,
-                attn,
-                post_norm: load_vec(&format!("{p}.post_attention_layernorm.weight"), h)?,
-                mlp,
-            });
+            layers.push(DecoderLayer::load(
+                dir,
+                &cfg,
+                w,
+                i,
+                qcfg.as_ref(),
+                kind,
+                device,
+            )?);
         }
         let norm = load_vec("model.norm.weight", h)?;
         // Tied (or no separate head): the output projection is the embedding matrix.
@@ -242,16 +372,7 @@ impl Llama {
         mask: &Tensor,
         mut cache: Option<&mut KvCache>,
     ) -> Tensor {
-        let (b, t) = (ids.size()[0], ids.size()[1]);
-        let nh = self.cfg.num_attention_heads as i64;
-        let nkv = self.cfg.num_kv_heads() as i64;
-        let hd = self.cfg.head_dim() as i64;
-        let eps = self.cfg.rms_norm_eps;
-        // Rotary cos/sin [b, 1, t, hd] in fp32, cast to the compute dtype like transformers.
-        let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * self.inv_freq.view([1, 1, -1]);
-        let emb = Tensor::cat(&[&freqs, &freqs], -1);
-        let cos = emb.cos().to_kind(self.kind).unsqueeze(1);
-        let sin = emb.sin().to_kind(self.kind).unsqueeze(1);
+        let (cos, sin) = rope_cos_sin(&self.inv_freq, positions, self.kind);
         if let Some(c) = cache.as_deref_mut() {
             if c.layers.len() != self.layers.len() {
                 c.layers = (0..self.layers.len()).map(|_| None).collect();
@@ -259,55 +380,20 @@ impl Llama {
         }
         let mut x = Tensor::embedding(&self.embed, ids, -1, false, false);
         for (li, layer) in self.layers.iter().enumerate() {
-            let hn = rms_norm(&x, &layer.input_norm, eps);
-            let q = layer
-                .attn
-                .q
-                .forward(&hn)
-                .view([b, t, nh, hd])
-                .transpose(1, 2);
-            let k = layer
-                .attn
-                .k
-                .forward(&hn)
-                .view([b, t, nkv, hd])
-                .transpose(1, 2);
-            let v = layer
-                .attn
-                .v
-                .forward(&hn)
-                .view([b, t, nkv, hd])
-                .transpose(1, 2);
-            let q = &q * &cos + rotate_half(&q) * &sin;
-            let k = &k * &cos + rotate_half(&k) * &sin;
-            let (k, v) = match cache.as_deref_mut() {
-                Some(c) => {
-                    let (k, v) = match c.layers[li].take() {
-                        Some((pk, pv)) => (Tensor::cat(&[pk, k], 2), Tensor::cat(&[pv, v], 2)),
-                        None => (k, v),
-                    };
-                    c.layers[li] = Some((k.shallow_clone(), v.shallow_clone()));
-                    (k, v)
-                }
-                None => (k, v),
-            };
-            let a = Tensor::scaled_dot_product_attention(
-                &q,
-                &k,
-                &v,
-                Some(mask),
-                0.0,
-                false,
-                None::<f64>,
-                nkv != nh,
-            );
-            let a = a.transpose(1, 2).reshape([b, t, nh * hd]);
-            let h = &x + layer.attn.o.forward(&a);
-            let hn = rms_norm(&h, &layer.post_norm, eps);
-            let m = layer.mlp.gate.forward(&hn).silu() * layer.mlp.up.forward(&hn);
-            x = h + layer.mlp.down.forward(&m);
+            let slot = cache.as_deref_mut().map(|c| &mut c.layers[li]);
+            x = layer.forward(&self.cfg, &x, &cos, &sin, Some(mask), slot, &mut |_, _| {});
         }
-        rms_norm(&x, &self.norm, eps)
+        rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)
+    }
+
+    /// Token embeddings `[b, t, hidden]` of `ids` `[b, t]`.
+    pub fn embed(&self, ids: &Tensor) -> Tensor {
+        Tensor::embedding(&self.embed, ids, -1, false, false)
+    }
+
+    /// Rotary inverse frequencies `[head_dim/2]` f32 on the model's device.
+    pub fn inv_freq(&self) -> &Tensor {
+        &self.inv_freq
     }
 
     /// Logits `[..., vocab]` in fp32 from final hidden states `[..., hidden]`.

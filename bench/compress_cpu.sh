@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# `just bench-compress-cpu`: quantlab's GPTQ beside llm-compressor 0.14.0.1 on this machine, same
+# model (the imported bf16 SmolLM2-135M-Instruct), same scheme, same 128 x 512 calibration token ids
+# (shared/reference/llmcompressor/calib_*.json), run one after the other in this script.
+# Prints each tool's wall time and the ratio; our time is the whole `quantlab compress` process
+# (load, calibration, GPTQ, writing), the peer's is its `oneshot` call alone.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+py="$1"            # python with llmcompressor
+shared="${QUANTLAB_SHARED:-$root/../shared}"
+ref="$shared/reference/llmcompressor"
+[ -f "$ref/calib_random_tokens.json" ] || { echo "missing $ref/calib_random_tokens.json (set QUANTLAB_SHARED)"; exit 1; }
+model="$root/models/smollm2-135m-instruct"
+out=$(mktemp -d "${TMPDIR:-/tmp}/bench-compress.XXXXXX")
+trap 'rm -rf "$out"' EXIT
+printf '%-12s %-22s %10s %10s %8s\n' scheme calibration quantlab_s llmc_s ratio
+for case in "w4a16g64 calib_random_tokens.json w4a16 --group-size 64" "w8a8_int8 calib_alpacaeval_text.json w8a8-int8"; do
+    set -- $case
+    peer_scheme=$1 calib=$2 ours=$3; shift 3
+    t0=$(date +%s.%N)
+    "$root/target/release/quantlab" compress "$model" "$ours" "$@" --calibration "tokens:$ref/$calib" \
+        --samples 128 --seq-len 512 --device cpu --out "$out/ours-$peer_scheme" --force > "$out/ours-$peer_scheme.log" 2>&1
+    t1=$(date +%s.%N)
+    ours_s=$(python3 -c "print(round($t1-$t0,1))")
+    peer_s=$("$py" "$root/bench/llmc_oneshot.py" "$model" "$peer_scheme" "$ref/$calib" "$out/peer-$peer_scheme" 2> "$out/peer-$peer_scheme.log" | awk '/PEER_ONESHOT_S/ {print $2}')
+    [ -n "$peer_s" ] || { echo "llm-compressor failed:"; tail -20 "$out/peer-$peer_scheme.log"; exit 1; }
+    printf '%-12s %-22s %10s %10s %7.2fx\n' "$peer_scheme" "$calib" "$ours_s" "$peer_s" "$(python3 -c "print($peer_s/$ours_s)")"
+    grep -h "GPTQ loss" "$out/ours-$peer_scheme.log" || true
+done

@@ -1,0 +1,442 @@
+//! GPTQ (Frantar et al. 2022, "GPTQ: Accurate Post-Training Quantization for Generative Pre-trained
+//! Transformers", Algorithm 1 and §3.4; llm-compressor `modifiers/quantization/gptq/gptq_quantize.py`).
+//!
+//! Inputs: a Linear weight `W` `[out, in]` and its Hessian `H = 2 Σ XᵀX / n` `[in, in]` (fp32,
+//! accumulated by [`Hessian`] over calibration tokens; `n` counts sequences, llm-compressor's
+//! convention). Steps:
+//! 1. dead input columns (`H_ii = 0`) get `H_ii = 1` and `W[:, i] = 0`;
+//! 2. optional act-order: columns visited by decreasing `H_ii` (`group`: groups are formed in that
+//!    order and `g_idx` is stored; `weight`: groups keep the original columns, scales are fixed
+//!    first, no `g_idx`);
+//! 3. dampening `λ = frac · mean(diag H)` added to the diagonal; `Hinv = chol(H⁻¹)ᵀ` (upper); when
+//!    a Cholesky fails the dampening is raised ×10 up to [`GptqConfig::max_dampening_frac`], then
+//!    the module falls back to round-to-nearest with a warning naming it;
+//! 4. sweep columns in blocks of `block_size`: quantize column `i`, error `e = (w - q) / Hinv_ii`,
+//!    update the rest of the block `W[:, i+1:] -= e ⊗ Hinv[i, i+1:]`; after the block, the lazy
+//!    batch update `W[:, i2:] -= E · Hinv[i1:i2, i2:]`.
+//!
+//! Scales: [`ScaleUpdate::Static`] computes them once before the sweep (today's llm-compressor);
+//! [`ScaleUpdate::GroupBoundary`] recomputes a group's scale when the sweep reaches its first
+//! column, from the weights as updated so far (the GPTQ reference code and the paper-era
+//! llm-compressor; the default of the paper presets). We read the freshest values (the in-block
+//! updates included), where the reference code reads the block-start copy; the two agree when
+//! the group size is a multiple of the block size.
+//!
+//! Loss per row: `Σ_i (w_i - q_i)² / Hinv_ii² / 2`, llm-compressor's logged "error".
+//! Rows are independent given `H`, so Linears sharing an input (q/k/v, gate/up) are swept as one
+//! stacked matrix; [`GptqOutput::row_losses`] splits the loss back per module.
+
+use crate::observer::Observer;
+use crate::quantize::{fake_quantize, grouped, QParams};
+use crate::scheme::{Strategy, WeightType};
+use anyhow::Result;
+use tch::{Kind, Tensor};
+
+/// Running Hessian `Σ XᵀX` of one Linear input, `[in, in]` fp32 (or f64), and the number of
+/// sequences seen.
+#[derive(Debug)]
+pub struct Hessian {
+    sum: Tensor,
+    pub sequences: i64,
+    pub tokens: i64,
+}
+
+impl Hessian {
+    /// Zero Hessian for `cols` input features on `device`, accumulated in `kind` (Float).
+    pub fn new(cols: i64, kind: Kind, device: tch::Device) -> Self {
+        Hessian {
+            sum: Tensor::zeros([cols, cols], (kind, device)),
+            sequences: 0,
+            tokens: 0,
+        }
+    }
+
+    /// Add the inputs `x` `[tokens, in]` (any float dtype) of `sequences` calibration sequences.
+    ///
+    /// `XᵀX` is symmetric, so for wide inputs only the blocks on and above the diagonal are
+    /// computed (blocks of ≤ 512 columns; about half the flops for 14336 columns); [`finish`]
+    /// mirrors them.
+    ///
+    /// [`finish`]: Hessian::finish
+    pub fn add(&mut self, x: &Tensor, sequences: i64) {
+        let n = *x.size().last().unwrap_or(&1);
+        let x = x.reshape([-1, n]);
+        // On CUDA, 16-bit inputs go through cuBLAS with fp32 output (exact products, fp32 sums);
+        // elsewhere the inputs are widened to the Hessian's dtype first.
+        let cuda16 = x.device().is_cuda()
+            && matches!(x.kind(), Kind::BFloat16 | Kind::Half)
+            && self.sum.kind() == Kind::Float;
+        let x = if cuda16 {
+            x
+        } else {
+            x.to_kind(self.sum.kind())
+        };
+        for (i0, li) in blocks(n) {
+            let xi = x.narrow(1, i0, li);
+            let xit = xi.tr();
+            for (j0, lj) in blocks(n).into_iter().filter(|(j0, _)| *j0 >= i0) {
+                let mut dst = self.sum.narrow(0, i0, li).narrow(1, j0, lj);
+                if cuda16 {
+                    dst += xit.mm_dtype(&x.narrow(1, j0, lj), Kind::Float);
+                } else {
+                    let _ = dst.addmm_(&xit, &x.narrow(1, j0, lj));
+                }
+            }
+        }
+        self.sequences += sequences;
+        self.tokens += x.size()[0];
+    }
+
+    /// `H = 2 Σ XᵀX / n` (`[in, in]`); zeros when nothing was added.
+    pub fn finish(&self) -> Tensor {
+        if self.sequences == 0 {
+            return self.sum.zeros_like();
+        }
+        // Only blocks on and above the diagonal were accumulated: keep the upper triangle and
+        // mirror it, which also makes the result exactly symmetric.
+        let upper = self.sum.triu(0);
+        let full = &upper + upper.triu(1).tr();
+        full * (2.0 / self.sequences as f64)
+    }
+}
+
+/// Column blocks `(start, len)` of ≤ 512 columns covering `0..n` (one block up to 768 columns).
+fn blocks(n: i64) -> Vec<(i64, i64)> {
+    if n <= 768 {
+        return vec![(0, n)];
+    }
+    let k = (n + 511) / 512;
+    let b = (n + k - 1) / k;
+    (0..k)
+        .map(|i| (i * b, b.min(n - i * b)))
+        .filter(|(_, l)| *l > 0)
+        .collect()
+}
+
+/// Activation ordering (compressed-tensors `ActivationOrdering`; `static` = `weight`,
+/// `dynamic` = `group`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActOrder {
+    None,
+    Group,
+    Weight,
+}
+
+impl ActOrder {
+    /// Parse `none|group|weight|static|dynamic` (case-insensitive).
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" | "null" | "false" => Ok(ActOrder::None),
+            "group" | "dynamic" => Ok(ActOrder::Group),
+            "weight" | "static" => Ok(ActOrder::Weight),
+            other => anyhow::bail!("unknown act-order '{other}' (none, group, weight; static = weight, dynamic = group)"),
+        }
+    }
+
+    /// The spelling written to `quantization_config` (`null` for none).
+    pub fn as_json(&self) -> serde_json::Value {
+        match self {
+            ActOrder::None => serde_json::Value::Null,
+            ActOrder::Group => "group".into(),
+            ActOrder::Weight => "weight".into(),
+        }
+    }
+}
+
+/// When group scales are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScaleUpdate {
+    /// Once, from the weights before the sweep.
+    Static,
+    /// At each group's first column, from the weights as updated by the sweep so far.
+    GroupBoundary,
+}
+
+/// GPTQ settings (llm-compressor `GPTQModifier` field names in parentheses).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GptqConfig {
+    /// Columns per lazy batch update (`block_size`), default 128.
+    pub block_size: usize,
+    /// Dampening as a fraction of mean(diag H) (`dampening_frac`), default 0.01.
+    pub dampening_frac: f64,
+    /// Largest dampening tried (×10 steps) before falling back to RTN; default 1.0.
+    pub max_dampening_frac: f64,
+    /// (`actorder`), default none.
+    pub actorder: ActOrder,
+    /// When scales are chosen.
+    pub scale_update: ScaleUpdate,
+}
+
+impl Default for GptqConfig {
+    fn default() -> Self {
+        GptqConfig {
+            block_size: 128,
+            dampening_frac: 0.01,
+            max_dampening_frac: 1.0,
+            actorder: ActOrder::None,
+            scale_update: ScaleUpdate::Static,
+        }
+    }
+}
+
+/// How the weight is quantized.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WeightQuant {
+    pub ty: WeightType,
+    pub strategy: Strategy,
+    pub symmetric: bool,
+    pub observer: Observer,
+    /// dtype the scales are stored in (bf16 for bf16 models).
+    pub scale_kind: Kind,
+}
+
+/// Result of quantizing one (stacked) weight.
+#[derive(Debug)]
+pub struct GptqOutput {
+    /// Fake-quantized weight `[out, in]` in the compute dtype: exactly `(q - zp) · scale`.
+    pub weight: Tensor,
+    /// qparams `[rows, G]` (original column order; with act-order `group`, `G` indexes `g_idx`).
+    pub qparams: QParams,
+    /// `[in]` i64 group of each input column, only for act-order `group`.
+    pub g_idx: Option<Tensor>,
+    /// `[out]` per-row loss (see module doc), f64 on the host.
+    pub row_losses: Vec<f64>,
+    /// Dampening fraction finally used (`None` when the module fell back to RTN).
+    pub dampening_used: Option<f64>,
+}
+
+/// `chol(H⁻¹)` upper, with dampening raised ×10 on failure. `None` when every try failed.
+fn inverse_hessian_cholesky(h: &Tensor, cfg: &GptqConfig) -> Option<(Tensor, f64)> {
+    let n = h.size()[0];
+    let mean_diag = h.diagonal(0, 0, 1).mean(h.kind());
+    let mut frac = cfg.dampening_frac;
+    loop {
+        let hd = h.copy();
+        let _ = hd.diagonal(0, 0, 1).g_add_(&(&mean_diag * frac));
+        let (l, info) = hd.linalg_cholesky_ex(false, false);
+        if i64::try_from(&info).unwrap_or(1) == 0 {
+            let hi = l.cholesky_inverse(false);
+            let (u, info) = hi.linalg_cholesky_ex(true, false);
+            let ok = i64::try_from(&info).unwrap_or(1) == 0
+                && bool::try_from(u.isfinite().all()).unwrap_or(false)
+                && u.size() == [n, n];
+            if ok {
+                return Some((u, frac));
+            }
+        }
+        frac *= 10.0;
+        if frac > cfg.max_dampening_frac * (1.0 + 1e-9) {
+            return None;
+        }
+    }
+}
+
+/// Quantize `w` `[out, in]` with GPTQ given `h` `[in, in]`. Computation runs in `w`'s dtype
+/// (fp32 in production; tests use f64) on `w`'s device. `name` is used in warnings.
+///
+/// Errors: shapes that disagree, a group size that does not divide `in`, non-finite weights or
+/// Hessian.
+pub fn gptq_quantize(
+    w: &Tensor,
+    h: &Tensor,
+    q: &WeightQuant,
+    cfg: &GptqConfig,
+    name: &str,
+) -> Result<GptqOutput> {
+    let (rows, cols) = (w.size()[0], w.size()[1]);
+    if h.size() != [cols, cols] {
+        anyhow::bail!(
+            "{name}: Hessian is {:?}, expected [{cols}, {cols}]",
+            h.size()
+        );
+    }
+    if let Strategy::Group(g) = q.strategy {
+        if g == 0 || cols % g as i64 != 0 {
+            anyhow::bail!("{name}: group size {g} does not divide the input dimension {cols}");
+        }
+    }
+    if !bool::try_from(w.isfinite().all())? {
+        anyhow::bail!("{name}: the weight holds NaN or Inf values; refusing to quantize it");
+    }
+    if !bool::try_from(h.isfinite().all())? {
+        anyhow::bail!(
+            "{name}: the Hessian holds NaN or Inf values (non-finite activations in calibration?)"
+        );
+    }
+    let kind = w.kind();
+    let mut w = w.copy();
+    let mut h = h.to_kind(kind).copy();
+    // 1. dead columns
+    let dead = h.diagonal(0, 0, 1).eq(0.0);
+    if bool::try_from(dead.any())? {
+        let _ = h.diagonal(0, 0, 1).masked_fill_(&dead, 1.0);
+        let _ = w.masked_fill_(&dead.unsqueeze(0), 0.0);
+    }
+    let group = match q.strategy {
+        Strategy::Group(g) => Some(g as i64),
+        _ => None,
+    };
+    let mut scale_update = cfg.scale_update;
+    if group.is_none() || cfg.actorder == ActOrder::Weight {
+        // Channel/tensor scales cover whole rows; `weight` act-order fixes groups first.
+        scale_update = ScaleUpdate::Static;
+    }
+    // Static qparams in the original column order (before any permutation).
+    let static_qp = if scale_update == ScaleUpdate::Static && cfg.actorder != ActOrder::Group {
+        Some(q.observer.qparams(
+            &grouped(&w.to_kind(Kind::Float), q.strategy),
+            q.ty,
+            q.symmetric,
+            q.scale_kind,
+        ))
+    } else {
+        None
+    };
+    // 2. act-order
+    let perm = if cfg.actorder != ActOrder::None {
+        let p = h.diagonal(0, 0, 1).argsort(0, true);
+        w = w.index_select(1, &p);
+        h = h.index_select(0, &p).index_select(1, &p);
+        Some(p)
+    } else {
+        None
+    };
+    // With act-order `group`, static scales are computed on the permuted weight.
+    let static_qp = match static_qp {
+        Some(s) => Some(s),
+        None if scale_update == ScaleUpdate::Static => Some(q.observer.qparams(
+            &grouped(&w.to_kind(Kind::Float), q.strategy),
+            q.ty,
+            q.symmetric,
+            q.scale_kind,
+        )),
+        None => None,
+    };
+    // Group of each (swept) column: identity, or for `weight` the permuted original groups.
+    let col_group: Vec<i64> = match (group, &perm, cfg.actorder) {
+        (Some(g), Some(p), ActOrder::Weight) => {
+            let pv: Vec<i64> = Vec::<i64>::try_from(p.to_device(tch::Device::Cpu))?;
+            pv.iter().map(|c| c / g).collect()
+        }
+        (Some(g), _, _) => (0..cols).map(|c| c / g).collect(),
+        (None, _, _) => vec![0; cols as usize],
+    };
+    // 3. inverse Hessian
+    let (hinv, damp) = match inverse_hessian_cholesky(&h, cfg) {
+        Some((u, f)) => (u, Some(f)),
+        None => {
+            tracing::warn!(
+                "{name}: the Hessian is not positive definite even with dampening {}; quantizing this module with round-to-nearest",
+                cfg.max_dampening_frac
+            );
+            (Tensor::eye(cols, (kind, w.device())), None)
+        }
+    };
+    // Dynamic per-group qparams, filled as the sweep reaches each group ([rows, G]).
+    let ngroups = group.map(|g| cols / g).unwrap_or(1);
+    let dyn_scale = Tensor::zeros([rows, ngroups], (Kind::Float, w.device()));
+    let dyn_zp = if q.symmetric || q.ty == WeightType::Fp8E4M3 {
+        None
+    } else {
+        Some(Tensor::zeros([rows, ngroups], (Kind::Float, w.device())))
+    };
+    let mut losses = Tensor::zeros([rows], (kind, w.device()));
+    let bs = cfg.block_size.max(1) as i64;
+    let mut i1 = 0;
+    while i1 < cols {
+        let i2 = (i1 + bs).min(cols);
+        let count = i2 - i1;
+        let w1 = w.narrow(1, i1, count).copy();
+        let q1 = w1.zeros_like();
+        let err1 = w1.zeros_like();
+        let hinv1 = hinv.narrow(0, i1, count).narrow(1, i1, count);
+        for i in 0..count {
+            let col = i1 + i;
+            let gi = col_group[col as usize];
+            if scale_update == ScaleUpdate::GroupBoundary {
+                let g = group.unwrap_or(cols);
+                if col % g == 0 {
+                    // The group's current values: in-block columns from w1, the rest from w.
+                    let in_block = (count - i).min(g);
+                    let mut parts = vec![w1.narrow(1, i, in_block)];
+                    if in_block < g {
+                        parts.push(w.narrow(1, i2, g - in_block));
+                    }
+                    let cur = Tensor::cat(&parts, 1).to_kind(Kind::Float);
+                    let qp = q
+                        .observer
+                        .qparams(&cur.unsqueeze(1), q.ty, q.symmetric, q.scale_kind);
+                    dyn_scale.narrow(1, gi, 1).copy_(&qp.scale);
+                    if let (Some(dz), Some(z)) = (&dyn_zp, &qp.zero_point) {
+                        dz.narrow(1, gi, 1).copy_(z);
+                    }
+                }
+            }
+            let (s, z) = match &static_qp {
+                Some(qp) => qp.column(gi),
+                None => (
+                    dyn_scale.select(1, gi),
+                    dyn_zp.as_ref().map(|z| z.select(1, gi)),
+                ),
+            };
+            let wc = w1.select(1, i);
+            let qc = fake_quantize(&wc, &s, z.as_ref(), q.ty).to_kind(kind);
+            q1.select(1, i).copy_(&qc);
+            let d = hinv1.get(i).get(i);
+            // Negated error (q - w) / d, so that the rank-1 update is an `addr_`.
+            let e = (&qc - &wc) / &d;
+            err1.select(1, i).copy_(&e);
+            if i + 1 < count {
+                let mut rest = w1.narrow(1, i + 1, count - i - 1);
+                let _ = rest.addr_(&e, &hinv1.get(i).narrow(0, i + 1, count - i - 1));
+            }
+        }
+        w.narrow(1, i1, count).copy_(&q1);
+        losses += err1
+            .square()
+            .sum_dim_intlist([1i64].as_slice(), false, kind)
+            / 2.0;
+        if i2 < cols {
+            let mut rest = w.narrow(1, i2, cols - i2);
+            rest += err1.mm(&hinv.narrow(0, i1, count).narrow(1, i2, cols - i2));
+        }
+        i1 = i2;
+    }
+    // Undo the permutation.
+    let (qparams, g_idx) = match (&perm, cfg.actorder) {
+        (Some(p), ActOrder::Group) => {
+            let inv = p.argsort(0, false);
+            w = w.index_select(1, &inv);
+            let qp = static_qp.unwrap_or(QParams {
+                scale: dyn_scale,
+                zero_point: dyn_zp,
+            });
+            let gcol = Tensor::from_slice(&col_group).to_device(w.device());
+            (qp, group.map(|_| gcol.index_select(0, &inv)))
+        }
+        (Some(p), _) => {
+            let inv = p.argsort(0, false);
+            w = w.index_select(1, &inv);
+            (
+                static_qp.expect("weight act-order uses static qparams"),
+                None,
+            )
+        }
+        (None, _) => (
+            static_qp.unwrap_or(QParams {
+                scale: dyn_scale,
+                zero_point: dyn_zp,
+            }),
+            None,
+        ),
+    };
+    let row_losses: Vec<f64> =
+        Vec::<f64>::try_from(losses.to_kind(Kind::Double).to_device(tch::Device::Cpu))?;
+    Ok(GptqOutput {
+        weight: w,
+        qparams,
+        g_idx,
+        row_losses,
+        dampening_used: damp,
+    })
+}

@@ -1,0 +1,148 @@
+//! Weight observers: how the scale (and zero point) of each row / group is chosen.
+//!
+//! - **min-max**: the group's min and max (llm-compressor `memoryless_minmax`).
+//! - **MSE** (GPTQ paper code `quant.py::Quantizer.find_params(mse=True)`; llm-compressor
+//!   `observers/mse.py`): try the shrunk ranges `p·[min, max]` for `p = 1 - i/grid`,
+//!   `i = 0 .. ⌊max_shrink · grid⌋`, fake-quantize the group with each, and keep per group the
+//!   range with the least `Σ |x̂ - x|^norm`. With `patience = Some(k)` the search stops after `k`
+//!   candidates in a row improve no group (today's peer default); `None` tries every candidate
+//!   (the paper-era search: grid 100, max-shrink 0.80, norm 2.4, §3.2 "MSE-optimal clipping").
+//!
+//! Input: a grouped weight `[rows, G, g]` fp32 (see [`crate::quantize::grouped`]); output qparams
+//! `[rows, G]`. Candidates are evaluated in chunks so that at most ~32 M elements are live at once.
+
+use crate::quantize::{calculate_qparams, fake_quantize, QParams};
+use crate::scheme::WeightType;
+use tch::{Kind, Tensor};
+
+/// Which observer picks the weight qparams.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Observer {
+    /// Plain min-max.
+    MinMax,
+    /// Clipping search minimising the `norm`-power error.
+    Mse {
+        grid: f64,
+        max_shrink: f64,
+        norm: f64,
+        patience: Option<usize>,
+    },
+}
+
+impl Observer {
+    /// The paper-era MSE search (GPTQ reference code as used for the paper's W4A16 models):
+    /// grid 100, max-shrink 0.80, norm 2.4, no early stop.
+    pub const MSE_PAPER: Observer = Observer::Mse {
+        grid: 100.0,
+        max_shrink: 0.80,
+        norm: 2.4,
+        patience: None,
+    };
+    /// llm-compressor's current `mse` observer defaults: grid 100, max-shrink 0.20, norm 2.4,
+    /// patience 5.
+    pub const MSE_PEER: Observer = Observer::Mse {
+        grid: 100.0,
+        max_shrink: 0.20,
+        norm: 2.4,
+        patience: Some(5),
+    };
+
+    /// The name written to `quantization_config.weights.observer`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Observer::MinMax => "memoryless_minmax",
+            Observer::Mse { .. } => "memoryless_mse",
+        }
+    }
+
+    /// qparams `[rows, G]` for the grouped weight `x` `[rows, G, g]`.
+    pub fn qparams(&self, x: &Tensor, t: WeightType, symmetric: bool, scale_kind: Kind) -> QParams {
+        let x = x.to_kind(Kind::Float);
+        let min = x.amin([2i64].as_slice(), false);
+        let max = x.amax([2i64].as_slice(), false);
+        match *self {
+            Observer::MinMax => calculate_qparams(&min, &max, t, symmetric, scale_kind),
+            Observer::Mse {
+                grid,
+                max_shrink,
+                norm,
+                patience,
+            } => mse_search(
+                &x, &min, &max, t, symmetric, scale_kind, grid, max_shrink, norm, patience,
+            ),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn mse_search(
+    x: &Tensor,
+    min: &Tensor,
+    max: &Tensor,
+    t: WeightType,
+    symmetric: bool,
+    scale_kind: Kind,
+    grid: f64,
+    max_shrink: f64,
+    norm: f64,
+    patience: Option<usize>,
+) -> QParams {
+    let steps = ((max_shrink * grid) as i64).max(1);
+    let numel = x.numel().max(1) as i64;
+    let chunk = (32_000_000 / numel).clamp(1, steps);
+    let dev = x.device();
+    // errs[c] = per-group error of candidate c, [C, rows, G]
+    let mut errs: Vec<Tensor> = Vec::new();
+    let mut c0 = 0;
+    let mut best_so_far: Option<Tensor> = None;
+    let mut no_improve = 0usize;
+    'outer: while c0 < steps {
+        let c1 = (c0 + chunk).min(steps);
+        let p = (-Tensor::arange_start(c0, c1, (Kind::Float, dev)) / grid + 1.0).view([-1, 1, 1]);
+        let mins = min.unsqueeze(0) * &p; // [C, rows, G]
+        let maxs = max.unsqueeze(0) * &p;
+        let qp = calculate_qparams(&mins, &maxs, t, symmetric, scale_kind);
+        let s = qp.scale.unsqueeze(-1);
+        let zp = qp.zero_point.as_ref().map(|z| z.unsqueeze(-1));
+        let xq = fake_quantize(&x.unsqueeze(0), &s, zp.as_ref(), t);
+        let e = (xq - x.unsqueeze(0))
+            .abs()
+            .pow_tensor_scalar(norm)
+            .sum_dim_intlist([3i64].as_slice(), false, Kind::Float);
+        if let Some(k) = patience {
+            // Replay the sequential early stop candidate by candidate.
+            for c in 0..(c1 - c0) {
+                let ec = e.get(c);
+                let improved = match &best_so_far {
+                    None => true,
+                    Some(b) => bool::try_from(ec.lt_tensor(b).any()).unwrap_or(false),
+                };
+                errs.push(ec.shallow_clone());
+                best_so_far = Some(match &best_so_far {
+                    None => ec,
+                    Some(b) => b.minimum(&ec),
+                });
+                if improved {
+                    no_improve = 0;
+                } else {
+                    no_improve += 1;
+                    if no_improve >= k {
+                        break 'outer;
+                    }
+                }
+            }
+        } else {
+            errs.push(e);
+        }
+        c0 = c1;
+    }
+    let all = if patience.is_some() {
+        Tensor::stack(&errs, 0)
+    } else {
+        Tensor::cat(&errs, 0)
+    };
+    // First candidate with the least error (strict `<` in the peers keeps the earliest).
+    let best = all.argmin(0, false); // [rows, G] i64 in 0..C
+    let p = (-best.to_kind(Kind::Float) / grid) + 1.0;
+    calculate_qparams(&(min * &p), &(max * &p), t, symmetric, scale_kind)
+}

@@ -1,0 +1,997 @@
+//! The calibrated, sequential pipeline (llm-compressor's "sequential pipeline"; GPTQ paper §4
+//! "layer-by-layer"): one decoder layer on the device at a time.
+//!
+//! 1. The calibration sequences are embedded on the host; their hidden states `[b, t, hidden]`
+//!    (compute dtype) stay on the host between layers and travel to the device batch by batch.
+//! 2. For layer `i`: load it from the mmap'd checkpoint onto the device; *calibration pass*: run
+//!    every batch through it with taps that accumulate the fp32 Hessians of the four Linear input
+//!    sites (q/k/v share one, gate/up share one) and, for SmoothQuant, the per-channel ranges of
+//!    the two norm outputs; smooth (folding into the norms, `H ← diag(1/s) H diag(1/s)`); GPTQ or
+//!    RTN on each Linear (q/k/v stacked, gate/up stacked: rows are independent given `H`);
+//!    *propagation pass*: run the batches through the quantized layer (with the W8A8 activation
+//!    rounding the engine applies at inference) to produce layer `i + 1`'s inputs.
+//! 3. The quantized tensors of each finished layer go to `<out>.partial/layer_<i>.safetensors`
+//!    with a JSON manifest (recipe, calibration fingerprint, per-module losses); a re-run with the
+//!    same recipe and calibration reloads finished layers, re-propagates through them (one pass,
+//!    no calibration, no GPTQ) and continues. The final checkpoint is written atomically.
+//!
+//! Peak device memory ≈ one layer in the compute dtype + its fp32 copies during GPTQ + the
+//! Hessians + one batch of activations.
+
+use crate::gptq::{gptq_quantize, GptqOutput, Hessian, WeightQuant};
+use crate::pack::pack_int4;
+use crate::pipeline::{check_group_divisibility, CompressSummary, LAYER_LINEARS};
+use crate::quantize::{expand_qparam, quantize_codes, stored_scale, QParams};
+use crate::recipe::{Algorithm, Recipe};
+use crate::scheme::{Strategy, WeightType};
+use crate::smoothquant::{fold, smooth_hessian, smoothing_scales, ChannelRange};
+use crate::writer::write_checkpoint;
+use anyhow::{bail, Context, Result};
+use quantlab_model::llama::{rope_cos_sin, rope_inv_freq, DecoderLayer};
+use quantlab_model::quant::{ActQuant, Linear};
+use quantlab_model::{LlamaConfig, Weights};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// Options of a calibrated run.
+#[derive(Debug, Clone)]
+pub struct CalibratedOptions {
+    /// Device for the layer being compressed.
+    pub device: Device,
+    /// Forward dtype (bf16 by default); GPTQ, observers and Hessian sums are always fp32.
+    pub compute_kind: Kind,
+    /// Calibration tokens per forward batch (sequences of equal length are batched up to this).
+    pub batch_tokens: usize,
+    /// Replace an existing output folder.
+    pub force: bool,
+    /// Show a progress bar.
+    pub progress: bool,
+    /// Description of the calibration set (written to the recipe file).
+    pub calibration_description: String,
+    /// Fingerprint of the calibration token ids (resume guard).
+    pub calibration_fingerprint: String,
+}
+
+/// Per-module GPTQ loss (llm-compressor's logged "error") and the layer times.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Default)]
+pub struct LayerReport {
+    pub layer: usize,
+    pub losses: BTreeMap<String, f64>,
+    pub seconds: f64,
+    /// Modules quantized with round-to-nearest because their Hessian was not positive definite.
+    pub rtn_fallback: Vec<String>,
+    /// Relative Frobenius error ‖W − Ŵ‖/‖W‖ per module (W after smoothing).
+    pub rel_errors: BTreeMap<String, f64>,
+    /// Seconds spent accumulating Hessians.
+    pub hessian_s: f64,
+    /// Seconds spent in GPTQ / RTN (observers included).
+    pub quantize_s: f64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Manifest {
+    recipe: String,
+    calibration: String,
+    source_model: String,
+    layers: Vec<LayerReport>,
+}
+
+fn is_ignored(name: &str, ignore: &[String]) -> Result<bool> {
+    for ig in ignore {
+        if let Some(re) = ig.strip_prefix("re:") {
+            let r = regex::Regex::new(re)
+                .with_context(|| format!("ignore pattern '{ig}' is not a valid regex"))?;
+            if r.is_match(name) {
+                return Ok(true);
+            }
+        } else if name == ig || name.ends_with(&format!(".{ig}")) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Calibration hidden states for one batch: host tensor `[b, t, hidden]`.
+struct Batch {
+    x: Tensor,
+    sequences: i64,
+}
+
+fn embed_batches(
+    w: &Weights,
+    cfg: &LlamaConfig,
+    seqs: &[Vec<i64>],
+    batch_tokens: usize,
+    kind: Kind,
+) -> Result<Vec<Batch>> {
+    let embed = w.get_shaped(
+        "model.embed_tokens.weight",
+        &[cfg.vocab_size as i64, cfg.hidden_size as i64],
+    )?;
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < seqs.len() {
+        let t = seqs[i].len();
+        let mut j = i + 1;
+        while j < seqs.len() && seqs[j].len() == t && (j - i + 1) * t <= batch_tokens.max(t) {
+            j += 1;
+        }
+        let mut flat = Vec::with_capacity((j - i) * t);
+        for s in &seqs[i..j] {
+            for &id in s {
+                if id < 0 || id as usize >= cfg.vocab_size {
+                    bail!(
+                        "calibration token id {id} is outside the vocabulary (0..{})",
+                        cfg.vocab_size
+                    );
+                }
+                flat.push(id);
+            }
+        }
+        let ids = Tensor::from_slice(&flat).view([(j - i) as i64, t as i64]);
+        let x = Tensor::embedding(&embed, &ids, -1, false, false).to_kind(kind);
+        out.push(Batch {
+            x,
+            sequences: (j - i) as i64,
+        });
+        i = j;
+    }
+    Ok(out)
+}
+
+/// Rotary tables per sequence length, on the device.
+struct Rope {
+    inv_freq: Tensor,
+    kind: Kind,
+    cache: BTreeMap<(i64, i64), (Tensor, Tensor)>,
+}
+
+impl Rope {
+    fn get(&mut self, b: i64, t: i64) -> (Tensor, Tensor) {
+        let dev = self.inv_freq.device();
+        let kind = self.kind;
+        let inv = &self.inv_freq;
+        let (c, s) = self.cache.entry((b, t)).or_insert_with(|| {
+            let pos = Tensor::arange(t, (Kind::Int64, dev))
+                .unsqueeze(0)
+                .expand([b, t], true);
+            rope_cos_sin(inv, &pos, kind)
+        });
+        (c.shallow_clone(), s.shallow_clone())
+    }
+}
+
+/// The quantized form of one Linear, ready for the checkpoint and for the forward.
+struct QuantizedLinear {
+    /// Tensors to write: (suffix, tensor) e.g. ("weight_packed", ..).
+    tensors: Vec<(String, Tensor)>,
+    /// Fake-quantized weight `[out, in]` fp32 (what the engine will compute with).
+    dequant: Tensor,
+}
+
+fn checkpoint_tensors(
+    recipe: &Recipe,
+    w_fq: &Tensor,
+    qp: &QParams,
+    g_idx: Option<&Tensor>,
+    prefix: &str,
+) -> Result<QuantizedLinear> {
+    let scheme = &recipe.scheme;
+    let (out, inf) = (w_fq.size()[0], w_fq.size()[1]);
+    let scale_kind = Kind::BFloat16;
+    let s = expand_qparam(&qp.scale, scheme.strategy, out, inf, g_idx);
+    let z = qp
+        .zero_point
+        .as_ref()
+        .map(|z| expand_qparam(z, scheme.strategy, out, inf, g_idx));
+    let codes = quantize_codes(w_fq, &s, z.as_ref(), scheme.weight);
+    let mut tensors = Vec::new();
+    match (scheme.weight, scheme.format()) {
+        (WeightType::Int { bits: 4 }, "pack-quantized") => {
+            tensors.push((
+                "weight_packed".to_string(),
+                pack_int4(&codes).with_context(|| format!("{prefix}: packing"))?,
+            ));
+            tensors.push((
+                "weight_scale".to_string(),
+                stored_scale(&qp.scale, scheme.strategy, scale_kind),
+            ));
+            tensors.push(("weight_shape".to_string(), Tensor::from_slice(&[out, inf])));
+        }
+        (WeightType::Int { bits }, "pack-quantized") => {
+            bail!("{prefix}: packing {bits}-bit weights is not supported (only 4-bit)")
+        }
+        _ => {
+            tensors.push(("weight".to_string(), codes));
+            tensors.push((
+                "weight_scale".to_string(),
+                stored_scale(&qp.scale, scheme.strategy, scale_kind),
+            ));
+        }
+    }
+    if qp.zero_point.is_some() {
+        bail!("{prefix}: asymmetric checkpoints are not written yet");
+    }
+    if let Some(g) = g_idx {
+        tensors.push(("weight_g_idx".to_string(), g.to_kind(Kind::Int)));
+    }
+    Ok(QuantizedLinear {
+        tensors,
+        dequant: w_fq.to_kind(Kind::Float),
+    })
+}
+
+/// Compress `model_dir` into `out_dir` following `recipe`, calibrated on `calibration` (token id
+/// sequences). Returns the summary and per-layer reports (losses per module).
+///
+/// Errors: unreadable or already-quantized model, a group size that does not divide a Linear,
+/// non-finite weights, calibration ids outside the vocabulary, an output folder that exists
+/// (without `force`), a partial run made with another recipe or calibration set.
+pub fn compress_calibrated(
+    model_dir: &Path,
+    out_dir: &Path,
+    recipe: &Recipe,
+    calibration: &[Vec<i64>],
+    opts: &CalibratedOptions,
+) -> Result<(CompressSummary, Vec<LayerReport>)> {
+    let t0 = Instant::now();
+    let _g = tch::no_grad_guard();
+    let cfg_path = model_dir.join("config.json");
+    let cfg = LlamaConfig::from_file(&cfg_path)?;
+    if cfg.quantization_config.is_some() {
+        bail!("{}: field 'quantization_config': this model is already quantized; compress its BF16 original", cfg_path.display());
+    }
+    if calibration.is_empty() && recipe.needs_calibration() {
+        bail!(
+            "the recipe needs calibration data (GPTQ/SmoothQuant) but the calibration set is empty"
+        );
+    }
+    crate::writer::check_output_is_safe(out_dir, &[model_dir])?;
+    if out_dir.exists() && !opts.force {
+        bail!(
+            "{}: already exists; pass --force to replace it",
+            out_dir.display()
+        );
+    }
+    let w = Weights::open(model_dir)?;
+    let mut ignore = vec!["lm_head".to_string()];
+    ignore.extend(recipe.ignore.iter().cloned());
+    // Which linears we quantize.
+    let mut quantize_set = std::collections::HashSet::new();
+    for i in 0..cfg.num_hidden_layers {
+        for l in LAYER_LINEARS {
+            let name = format!("model.layers.{i}.{l}");
+            if !w.contains(&format!("{name}.weight")) {
+                bail!(
+                    "{}: tensor '{name}.weight' is missing (config.json says {} layers)",
+                    model_dir.display(),
+                    cfg.num_hidden_layers
+                );
+            }
+            if !is_ignored(&name, &ignore)? {
+                quantize_set.insert(name);
+            }
+        }
+    }
+    let mut names: Vec<String> = quantize_set.iter().cloned().collect();
+    names.sort();
+    check_group_divisibility(&w, &names, recipe.scheme.strategy)?;
+
+    let recipe_desc = recipe.describe();
+    // Resume state.
+    let partial = partial_dir(out_dir);
+    let manifest_path = partial.join("manifest.json");
+    let mut reports: Vec<LayerReport> = Vec::new();
+    if manifest_path.exists() {
+        let m: Manifest = serde_json::from_str(&std::fs::read_to_string(&manifest_path)?)
+            .with_context(|| {
+                format!(
+                    "{}: not a valid resume manifest; delete the folder to start over",
+                    manifest_path.display()
+                )
+            })?;
+        if m.recipe == recipe_desc
+            && m.calibration == opts.calibration_fingerprint
+            && m.source_model == model_dir.display().to_string()
+        {
+            reports = m.layers;
+            tracing::info!(
+                "resuming: {} of {} layers already compressed in {}",
+                reports.len(),
+                cfg.num_hidden_layers,
+                partial.display()
+            );
+        } else {
+            tracing::warn!(
+                "{}: made with another recipe, calibration set or model; starting over",
+                partial.display()
+            );
+            std::fs::remove_dir_all(&partial)?;
+        }
+    }
+    std::fs::create_dir_all(&partial).with_context(|| format!("creating {}", partial.display()))?;
+
+    let device = opts.device;
+    let ck = opts.compute_kind;
+    let mut batches = embed_batches(&w, &cfg, calibration, opts.batch_tokens, ck)?;
+    let mut rope = Rope {
+        inv_freq: Tensor::from_slice(&rope_inv_freq(&cfg)?).to_device(device),
+        kind: ck,
+        cache: BTreeMap::new(),
+    };
+    let act_quant = match recipe.scheme.activations {
+        None => None,
+        Some(WeightType::Int { .. }) => Some(ActQuant::Int8Token),
+        Some(WeightType::Fp8E4M3) => Some(ActQuant::Fp8Token),
+    };
+    let bar = if opts.progress {
+        indicatif::ProgressBar::new(cfg.num_hidden_layers as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>12} [{bar:30}] {pos}/{len} layers ({elapsed}, eta {eta}) {prefix}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(recipe.scheme.name.to_string());
+    let mut layer_tensors: Vec<(String, Tensor)> = Vec::new();
+    for li in 0..cfg.num_hidden_layers {
+        let tl = Instant::now();
+        let prefix = format!("model.layers.{li}");
+        let layer_file = partial.join(format!("layer_{li}.safetensors"));
+        let mut layer = DecoderLayer::load(model_dir, &cfg, &w, li, None, ck, device)?;
+        let done = li < reports.len() && layer_file.exists();
+        let saved: Vec<(String, Tensor)> = if done {
+            let lw = Tensor::read_safetensors(&layer_file)
+                .with_context(|| format!("reading {}", layer_file.display()))?;
+            // Rebuild the quantized layer from its saved tensors.
+            apply_saved(&mut layer, &lw, &prefix, recipe, ck, device, act_quant)?;
+            lw
+        } else {
+            let (rep, tensors) = compress_layer(
+                &mut layer,
+                li,
+                &cfg,
+                &mut batches,
+                &mut rope,
+                recipe,
+                &quantize_set,
+                ck,
+                device,
+                act_quant,
+            )?;
+            let mut rep = rep;
+            rep.seconds = tl.elapsed().as_secs_f64();
+            // Save this layer for resume, then the manifest.
+            let tmp = partial.join(format!("layer_{li}.safetensors.tmp"));
+            let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+            Tensor::write_safetensors(&refs, &tmp)
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, &layer_file)?;
+            reports.truncate(li);
+            reports.push(rep);
+            let m = Manifest {
+                recipe: recipe_desc.clone(),
+                calibration: opts.calibration_fingerprint.clone(),
+                source_model: model_dir.display().to_string(),
+                layers: reports.clone(),
+            };
+            let tmpm = partial.join("manifest.json.tmp");
+            std::fs::write(&tmpm, serde_json::to_string_pretty(&m)?)?;
+            std::fs::rename(&tmpm, &manifest_path)?;
+            tensors
+        };
+        // A resumed layer: propagate through its quantized form (compress_layer already did).
+        if done && li + 1 < cfg.num_hidden_layers {
+            for b in batches.iter_mut() {
+                let x = b.x.to_device(device);
+                let (bs, t) = (x.size()[0], x.size()[1]);
+                let (cos, sin) = rope.get(bs, t);
+                let y = layer.forward(&cfg, &x, &cos, &sin, None, None, &mut |_, _| {});
+                b.x = y.to_device(Device::Cpu);
+            }
+        }
+        layer_tensors.extend(saved);
+        let loss: f64 = reports
+            .get(li)
+            .map(|r| r.losses.values().sum())
+            .unwrap_or(0.0);
+        bar.set_prefix(format!(
+            "layer {li}: loss {loss:.2} in {:.1}s",
+            tl.elapsed().as_secs_f64()
+        ));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    // Assemble the checkpoint: every source tensor that is not a layer tensor we rewrote.
+    let rewritten: std::collections::HashSet<String> =
+        layer_tensors.iter().map(|(n, _)| n.clone()).collect();
+    let mut out: Vec<(String, Tensor)> = Vec::new();
+    let mut kept = 0usize;
+    let mut bytes_in = 0u64;
+    for name in w.names().map(String::from).collect::<Vec<_>>() {
+        let t = w.get(&name)?;
+        bytes_in += (t.numel() * t.kind().elt_size_in_bytes()) as u64;
+        let prefix = name.trim_end_matches(".weight");
+        if quantize_set.contains(prefix) || rewritten.contains(&name) {
+            continue;
+        }
+        out.push((name, t));
+        kept += 1;
+    }
+    out.extend(layer_tensors);
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path)?)
+        .with_context(|| format!("{}: not valid JSON", cfg_path.display()))?;
+    config["quantization_config"] = recipe.scheme.quantization_config(&ignore);
+    let total_loss: f64 = reports.iter().flat_map(|r| r.losses.values()).sum();
+    let rels: Vec<f64> = reports
+        .iter()
+        .flat_map(|r| r.rel_errors.values().copied())
+        .collect();
+    let mean_rel_error = if rels.is_empty() {
+        0.0
+    } else {
+        rels.iter().sum::<f64>() / rels.len() as f64
+    };
+    let recipe_json = serde_json::json!({
+        "tool": format!("quantlab {}", env!("CARGO_PKG_VERSION")),
+        "source_model": model_dir.display().to_string(),
+        "scheme": recipe.scheme.name.as_str(),
+        "recipe": recipe_desc,
+        "calibration": opts.calibration_description,
+        "ignore": ignore,
+        "gptq_total_loss": total_loss,
+        "layers": reports,
+    });
+    write_checkpoint(model_dir, out_dir, &out, &config, &recipe_json, opts.force)?;
+    let _ = std::fs::remove_dir_all(&partial);
+    let bytes_out = std::fs::metadata(out_dir.join("model.safetensors"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    Ok((
+        CompressSummary {
+            out_dir: out_dir.to_path_buf(),
+            scheme: recipe.scheme.name.to_string(),
+            quantized_linears: quantize_set.len(),
+            kept_tensors: kept,
+            bytes_in,
+            bytes_out,
+            wall_s: t0.elapsed().as_secs_f64(),
+            mean_rel_error,
+        },
+        reports,
+    ))
+}
+
+/// `<out>.partial` beside the output folder.
+pub fn partial_dir(out_dir: &Path) -> PathBuf {
+    let mut s = out_dir.as_os_str().to_os_string();
+    s.push(".partial");
+    PathBuf::from(s)
+}
+
+fn linear_mut<'a>(layer: &'a mut DecoderLayer, suffix: &str) -> &'a mut Linear {
+    match suffix {
+        "self_attn.q_proj" => &mut layer.q,
+        "self_attn.k_proj" => &mut layer.k,
+        "self_attn.v_proj" => &mut layer.v,
+        "self_attn.o_proj" => &mut layer.o,
+        "mlp.gate_proj" => &mut layer.gate,
+        "mlp.up_proj" => &mut layer.up,
+        _ => &mut layer.down,
+    }
+}
+
+/// Load a finished layer's saved tensors into `layer` (dequantized weights, smoothed norms).
+fn apply_saved(
+    layer: &mut DecoderLayer,
+    saved: &[(String, Tensor)],
+    prefix: &str,
+    recipe: &Recipe,
+    ck: Kind,
+    device: Device,
+    act: Option<ActQuant>,
+) -> Result<()> {
+    let get = |n: &str| {
+        saved
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, t)| t.shallow_clone())
+    };
+    if let Some(t) = get(&format!("{prefix}.input_layernorm.weight")) {
+        layer.input_norm = t.to_kind(ck).to_device(device);
+    }
+    if let Some(t) = get(&format!("{prefix}.post_attention_layernorm.weight")) {
+        layer.post_norm = t.to_kind(ck).to_device(device);
+    }
+    for l in LAYER_LINEARS {
+        let p = format!("{prefix}.{l}");
+        let Some(scale) = get(&format!("{p}.weight_scale")) else {
+            continue;
+        };
+        let lin = linear_mut(layer, l);
+        let (out, inf) = (lin.weight.size()[0], lin.weight.size()[1]);
+        let codes = match get(&format!("{p}.weight_packed")) {
+            Some(pk) => quantlab_model::quant::unpack_int4(&pk, inf),
+            None => get(&format!("{p}.weight")).context("saved layer lacks its weight")?,
+        };
+        let g_idx = get(&format!("{p}.weight_g_idx")).map(|g| g.to_kind(Kind::Int64));
+        let sc = scale.to_kind(Kind::Float);
+        let sc = if recipe.scheme.strategy == Strategy::Tensor {
+            sc.reshape([1, 1])
+        } else {
+            sc
+        };
+        let s = expand_qparam(&sc, recipe.scheme.strategy, out, inf, g_idx.as_ref());
+        lin.weight = (codes.to_kind(Kind::Float) * s)
+            .to_kind(ck)
+            .to_device(device);
+        lin.act_quant = act;
+    }
+    Ok(())
+}
+
+/// Rows and losses of one quantized group of Linears sharing an input.
+#[allow(clippy::too_many_arguments)]
+fn quantize_members(
+    layer: &mut DecoderLayer,
+    prefix: &str,
+    members: &[&str],
+    hessian: Option<&Tensor>,
+    recipe: &Recipe,
+    ck: Kind,
+    act_quant: Option<ActQuant>,
+    rep: &mut LayerReport,
+    out_tensors: &mut Vec<(String, Tensor)>,
+) -> Result<()> {
+    let wq = WeightQuant {
+        ty: recipe.scheme.weight,
+        strategy: recipe.scheme.strategy,
+        symmetric: recipe.scheme.symmetric,
+        observer: recipe.observer,
+        scale_kind: Kind::BFloat16,
+    };
+    // Tensor-wise scales are per module, so modules are not stacked then.
+    let jobs: Vec<Vec<&str>> = if recipe.scheme.strategy == Strategy::Tensor {
+        members.iter().map(|m| vec![*m]).collect()
+    } else {
+        vec![members.to_vec()]
+    };
+    for members in jobs {
+        let ws: Vec<Tensor> = members
+            .iter()
+            .map(|m| linear_mut(layer, m).weight.to_kind(Kind::Float))
+            .collect();
+        let rows: Vec<i64> = ws.iter().map(|t| t.size()[0]).collect();
+        let stacked = Tensor::cat(&ws, 0);
+        let name = format!("{prefix}.{{{}}}", members.join(","));
+        let (fq, qp, g_idx, row_losses, fallback) = match (recipe.algorithm, hessian) {
+            (Algorithm::Gptq(gc), Some(hm)) => {
+                let GptqOutput {
+                    weight,
+                    qparams,
+                    g_idx,
+                    row_losses,
+                    dampening_used,
+                } = gptq_quantize(&stacked, hm, &wq, &gc, &name)?;
+                (weight, qparams, g_idx, row_losses, dampening_used.is_none())
+            }
+            _ => {
+                if !bool::try_from(stacked.isfinite().all())? {
+                    bail!("{name}: the weight holds NaN or Inf values; refusing to quantize it");
+                }
+                let qp = recipe.observer.qparams(
+                    &crate::quantize::grouped(&stacked, wq.strategy),
+                    wq.ty,
+                    wq.symmetric,
+                    wq.scale_kind,
+                );
+                let (o, i) = (stacked.size()[0], stacked.size()[1]);
+                let s = expand_qparam(&qp.scale, wq.strategy, o, i, None);
+                let z = qp
+                    .zero_point
+                    .as_ref()
+                    .map(|z| expand_qparam(z, wq.strategy, o, i, None));
+                let fq = crate::quantize::fake_quantize(&stacked, &s, z.as_ref(), wq.ty);
+                (fq, qp, None, vec![0.0; o as usize], false)
+            }
+        };
+        // Split back per module (rows), write tensors, update the layer for propagation.
+        let mut r0 = 0i64;
+        for (m, &nr) in members.iter().zip(&rows) {
+            let full = format!("{prefix}.{m}");
+            let part_w = fq.narrow(0, r0, nr);
+            let split = |t: &Tensor| {
+                if t.size()[0] == 1 {
+                    t.shallow_clone()
+                } else {
+                    t.narrow(0, r0, nr)
+                }
+            };
+            let part_qp = QParams {
+                scale: split(&qp.scale),
+                zero_point: qp.zero_point.as_ref().map(split),
+            };
+            let loss: f64 = row_losses[r0 as usize..(r0 + nr) as usize].iter().sum();
+            rep.losses.insert(full.clone(), loss);
+            let orig = stacked.narrow(0, r0, nr);
+            let rel = (&orig - &part_w).norm().double_value(&[])
+                / orig.norm().double_value(&[]).max(1e-30);
+            rep.rel_errors.insert(full.clone(), rel);
+            if fallback {
+                rep.rtn_fallback.push(full.clone());
+            }
+            let ql = checkpoint_tensors(recipe, &part_w, &part_qp, g_idx.as_ref(), &full)?;
+            for (suffix, t) in ql.tensors {
+                out_tensors.push((format!("{full}.{suffix}"), t.to_device(Device::Cpu)));
+            }
+            let lin = linear_mut(layer, m);
+            lin.weight = ql.dequant.to_kind(ck);
+            lin.act_quant = act_quant;
+            r0 += nr;
+        }
+    }
+    Ok(())
+}
+
+/// Apply SmoothQuant to one mapping: scales from `range`, folded into the norm (`qkv`: input,
+/// else post-attention) and `members`; returns `s` `[in]`.
+#[allow(clippy::too_many_arguments)]
+fn smooth_mapping(
+    layer: &mut DecoderLayer,
+    prefix: &str,
+    attn: bool,
+    members: &[&str],
+    range: &ChannelRange,
+    alpha: f64,
+    quantize_set: &std::collections::HashSet<String>,
+    ck: Kind,
+    out_tensors: &mut Vec<(String, Tensor)>,
+) -> Tensor {
+    let r = range.dynamic_range();
+    let ws: Vec<Tensor> = members
+        .iter()
+        .map(|m| linear_mut(layer, m).weight.to_kind(Kind::Float))
+        .collect();
+    let wr: Vec<&Tensor> = ws.iter().collect();
+    let s = smoothing_scales(&r, &wr, alpha);
+    let norm_name = if attn {
+        "input_layernorm"
+    } else {
+        "post_attention_layernorm"
+    };
+    let norm = if attn {
+        &mut layer.input_norm
+    } else {
+        &mut layer.post_norm
+    };
+    let mut nf = norm.to_kind(Kind::Float);
+    let mut lins: Vec<Tensor> = ws;
+    {
+        let mut refs: Vec<&mut Tensor> = lins.iter_mut().collect();
+        fold(&mut nf, &mut refs, &s);
+    }
+    // The norm is stored in bf16: compute with the rounded value, as the checkpoint will.
+    let nb = nf.to_kind(Kind::BFloat16);
+    *norm = nb.to_kind(ck);
+    out_tensors.push((
+        format!("{prefix}.{norm_name}.weight"),
+        nb.to_device(Device::Cpu),
+    ));
+    for (m, t) in members.iter().zip(lins) {
+        let full = format!("{prefix}.{m}");
+        if !quantize_set.contains(&full) {
+            // Smoothed but left unquantized: its new weight must still be written.
+            out_tensors.push((
+                format!("{full}.weight"),
+                t.to_kind(Kind::BFloat16).to_device(Device::Cpu),
+            ));
+        }
+        linear_mut(layer, m).weight = t.to_kind(ck);
+    }
+    s
+}
+
+/// Calibrate, smooth and quantize one layer in place, sub-block by sub-block ("true sequential":
+/// q/k/v, then o_proj on the attention output computed with the quantized q/k/v, then gate/up,
+/// then down_proj), so every calibration batch goes through the layer exactly once; the batches'
+/// hidden states are replaced by the quantized layer's outputs. Returns the report and the
+/// checkpoint tensors of the layer.
+///
+/// This differs from llm-compressor, which collects all four Hessians from the unquantized layer
+/// and then runs the quantized layer again: here later Linears see the error of earlier ones
+/// (GPTQ's `--true-sequential`), at the cost of one forward instead of two.
+#[allow(clippy::too_many_arguments)]
+fn compress_layer(
+    layer: &mut DecoderLayer,
+    li: usize,
+    cfg: &LlamaConfig,
+    batches: &mut [Batch],
+    rope: &mut Rope,
+    recipe: &Recipe,
+    quantize_set: &std::collections::HashSet<String>,
+    ck: Kind,
+    device: Device,
+    act_quant: Option<ActQuant>,
+) -> Result<(LayerReport, Vec<(String, Tensor)>)> {
+    let prefix = format!("model.layers.{li}");
+    let h = cfg.hidden_size as i64;
+    let attn_dim = (cfg.num_attention_heads * cfg.head_dim()) as i64;
+    let inter = layer.down.weight.size()[1];
+    let gptq = matches!(recipe.algorithm, Algorithm::Gptq(_));
+    let sq = recipe.smoothquant;
+    let mut rep = LayerReport {
+        layer: li,
+        ..Default::default()
+    };
+    let mut out_tensors: Vec<(String, Tensor)> = Vec::new();
+    let members_of = |ms: &[&'static str]| -> Vec<&'static str> {
+        ms.iter()
+            .copied()
+            .filter(|m| quantize_set.contains(&format!("{prefix}.{m}")))
+            .collect()
+    };
+    let qkv = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"];
+    let gu = ["mlp.gate_proj", "mlp.up_proj"];
+    let new_h = |n: i64| gptq.then(|| Hessian::new(n, Kind::Float, device));
+
+    // Stage A: q/k/v input.
+    let mut hs = new_h(h);
+    let mut range = sq.map(|_| ChannelRange::new(h, device));
+    for b in batches.iter() {
+        let x = b.x.to_device(device);
+        let hn = layer.attn_input(cfg, &x);
+        if let Some(hs) = hs.as_mut() {
+            let t = Instant::now();
+            hs.add(&hn, b.sequences);
+            rep.hessian_s += t.elapsed().as_secs_f64();
+        }
+        if let Some(r) = range.as_mut() {
+            r.add(&hn);
+        }
+    }
+    let mut hm = hs.map(|h| h.finish());
+    if let (Some(sqc), Some(r)) = (sq, &range) {
+        let s = smooth_mapping(
+            layer,
+            &prefix,
+            true,
+            &qkv,
+            r,
+            sqc.alpha,
+            quantize_set,
+            ck,
+            &mut out_tensors,
+        );
+        hm = hm.map(|h| smooth_hessian(&h, &s));
+    }
+    let ms = members_of(&qkv);
+    if !ms.is_empty() {
+        let t = Instant::now();
+        quantize_members(
+            layer,
+            &prefix,
+            &ms,
+            hm.as_ref(),
+            recipe,
+            ck,
+            act_quant,
+            &mut rep,
+            &mut out_tensors,
+        )?;
+        rep.quantize_s += t.elapsed().as_secs_f64();
+    }
+    drop(hm);
+
+    // Stage B: attention output (input of o_proj), with the quantized q/k/v.
+    let mut hs = new_h(attn_dim);
+    let mut attn_out: Vec<Tensor> = Vec::with_capacity(batches.len());
+    for b in batches.iter() {
+        let x = b.x.to_device(device);
+        let (bs, t) = (x.size()[0], x.size()[1]);
+        let (cos, sin) = rope.get(bs, t);
+        let a = layer.attention(cfg, &layer.attn_input(cfg, &x), &cos, &sin, None, None);
+        if let Some(hs) = hs.as_mut() {
+            let t = Instant::now();
+            hs.add(&a, b.sequences);
+            rep.hessian_s += t.elapsed().as_secs_f64();
+        }
+        attn_out.push(a.to_device(Device::Cpu));
+    }
+    let ms = members_of(&["self_attn.o_proj"]);
+    if !ms.is_empty() {
+        let hm = hs.map(|h| h.finish());
+        let t = Instant::now();
+        quantize_members(
+            layer,
+            &prefix,
+            &ms,
+            hm.as_ref(),
+            recipe,
+            ck,
+            act_quant,
+            &mut rep,
+            &mut out_tensors,
+        )?;
+        rep.quantize_s += t.elapsed().as_secs_f64();
+    }
+
+    // Stage C: residual after attention; gate/up input.
+    let mut hs = new_h(h);
+    let mut range = sq.map(|_| ChannelRange::new(h, device));
+    for (b, a) in batches.iter_mut().zip(attn_out.drain(..)) {
+        let x = b.x.to_device(device);
+        let hres = x + layer.o.forward(&a.to_device(device));
+        let hn = layer.mlp_input(cfg, &hres);
+        if let Some(hs) = hs.as_mut() {
+            let t = Instant::now();
+            hs.add(&hn, b.sequences);
+            rep.hessian_s += t.elapsed().as_secs_f64();
+        }
+        if let Some(r) = range.as_mut() {
+            r.add(&hn);
+        }
+        b.x = hres.to_device(Device::Cpu);
+    }
+    let mut hm = hs.map(|h| h.finish());
+    if let (Some(sqc), Some(r)) = (sq, &range) {
+        let s = smooth_mapping(
+            layer,
+            &prefix,
+            false,
+            &gu,
+            r,
+            sqc.alpha,
+            quantize_set,
+            ck,
+            &mut out_tensors,
+        );
+        hm = hm.map(|h| smooth_hessian(&h, &s));
+    }
+    let ms = members_of(&gu);
+    if !ms.is_empty() {
+        let t = Instant::now();
+        quantize_members(
+            layer,
+            &prefix,
+            &ms,
+            hm.as_ref(),
+            recipe,
+            ck,
+            act_quant,
+            &mut rep,
+            &mut out_tensors,
+        )?;
+        rep.quantize_s += t.elapsed().as_secs_f64();
+    }
+    drop(hm);
+
+    // Stage D: down_proj input with the quantized gate/up.
+    let mut hs = new_h(inter);
+    let mut mlp_hidden: Vec<Tensor> = Vec::with_capacity(batches.len());
+    for b in batches.iter() {
+        let hres = b.x.to_device(device);
+        let m = layer.mlp_hidden(&layer.mlp_input(cfg, &hres));
+        if let Some(hs) = hs.as_mut() {
+            let t = Instant::now();
+            hs.add(&m, b.sequences);
+            rep.hessian_s += t.elapsed().as_secs_f64();
+        }
+        mlp_hidden.push(m.to_device(Device::Cpu));
+    }
+    let ms = members_of(&["mlp.down_proj"]);
+    if !ms.is_empty() {
+        let hm = hs.map(|h| h.finish());
+        let t = Instant::now();
+        quantize_members(
+            layer,
+            &prefix,
+            &ms,
+            hm.as_ref(),
+            recipe,
+            ck,
+            act_quant,
+            &mut rep,
+            &mut out_tensors,
+        )?;
+        rep.quantize_s += t.elapsed().as_secs_f64();
+    }
+
+    // Stage E: the quantized layer's output, next layer's input.
+    for (b, m) in batches.iter_mut().zip(mlp_hidden.drain(..)) {
+        let hres = b.x.to_device(device);
+        b.x = (hres + layer.down.forward(&m.to_device(device))).to_device(Device::Cpu);
+    }
+    Ok((rep, out_tensors))
+}
+
+/// What `quantlab compress` asks for beyond the recipe.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub device: Device,
+    /// Forward dtype; `None`: bf16 (the checkpoint's dtype, as llm-compressor runs the model).
+    pub compute_kind: Option<Kind>,
+    pub batch_tokens: usize,
+    pub force: bool,
+    pub progress: bool,
+}
+
+/// What a `quantlab compress` run did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunSummary {
+    pub summary: CompressSummary,
+    pub algorithm: String,
+    pub calibration: Option<String>,
+    /// Sum of the per-module GPTQ losses (llm-compressor's convention), when GPTQ ran.
+    pub gptq_total_loss: Option<f64>,
+    pub layers: Vec<LayerReport>,
+}
+
+/// Compress `model_dir` into `out_dir` with `recipe`: data-free RTN goes straight through the
+/// streaming writer; GPTQ / SmoothQuant load the calibration set `calib` (tokenized with the
+/// model's tokenizer) and run the sequential pipeline.
+///
+/// Errors: those of [`compress_calibrated`], [`crate::compress`] and
+/// `quantlab_calibration::load` (missing data files are named with where to put them).
+pub fn run_recipe(
+    model_dir: &Path,
+    out_dir: &Path,
+    recipe: &Recipe,
+    calib: &quantlab_calibration::CalibrationOptions,
+    opts: &RunOptions,
+) -> Result<RunSummary> {
+    if !recipe.needs_calibration() {
+        let mut scheme = recipe.scheme.clone();
+        scheme.observer = recipe.observer.name();
+        if recipe.observer != crate::observer::Observer::MinMax {
+            bail!("round-to-nearest without calibration uses the min-max observer; use GPTQ for the MSE observer");
+        }
+        let s = crate::compress(
+            model_dir,
+            out_dir,
+            &crate::CompressOptions {
+                scheme,
+                ignore: recipe.ignore.clone(),
+                force: opts.force,
+                progress: opts.progress,
+            },
+        )?;
+        return Ok(RunSummary {
+            summary: s,
+            algorithm: recipe.describe(),
+            calibration: None,
+            gptq_total_loss: None,
+            layers: vec![],
+        });
+    }
+    let tok = quantlab_model::Tokenizer::load(model_dir, &[])?;
+    let set = quantlab_calibration::load(calib, &tok)?;
+    let compute_kind = opts.compute_kind.unwrap_or(Kind::BFloat16);
+    let (summary, layers) = compress_calibrated(
+        model_dir,
+        out_dir,
+        recipe,
+        &set.sequences,
+        &CalibratedOptions {
+            device: opts.device,
+            compute_kind,
+            batch_tokens: opts.batch_tokens,
+            force: opts.force,
+            progress: opts.progress,
+            calibration_description: set.description.clone(),
+            calibration_fingerprint: set.fingerprint(),
+        },
+    )?;
+    let gptq = matches!(recipe.algorithm, Algorithm::Gptq(_));
+    Ok(RunSummary {
+        summary,
+        algorithm: recipe.describe(),
+        calibration: Some(set.description),
+        gptq_total_loss: gptq.then(|| layers.iter().flat_map(|l| l.losses.values()).sum()),
+        layers,
+    })
+}
