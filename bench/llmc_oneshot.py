@@ -35,7 +35,7 @@ if torch.cuda.is_available():
     torch.cuda.reset_peak_memory_stats()
 t0 = time.time()
 oneshot(model=model, recipe=recipe, dataset=ds, num_calibration_samples=len(ids),
-        max_seq_length=max(len(x) for x in ids), shuffle_calibration_samples=False, output_dir=out_dir)
+        max_seq_length=max(len(x) for x in ids), shuffle_calibration_samples=False)
 print(f"PEER_ONESHOT_S {time.time() - t0:.1f}", flush=True)
 if torch.cuda.is_available():
     print(f"PEER_PEAK_GIB {torch.cuda.max_memory_allocated() / 2**30:.2f}", flush=True)

@@ -85,6 +85,10 @@ enum Cmd {
         /// model) | float32. GPTQ itself and the Hessian sums are always float32.
         #[arg(long, default_value = "bfloat16")]
         dtype: String,
+        /// Keep the calibration activations in host memory between stages (GPUs too small to
+        /// hold them all; slower: they cross PCIe several times per layer).
+        #[arg(long)]
+        offload_activations: bool,
         /// Replace an existing output folder.
         #[arg(long)]
         force: bool,
@@ -241,6 +245,7 @@ fn run(cli: Cli) -> Result<()> {
             device,
             batch_tokens,
             dtype,
+            offload_activations,
             force,
         } => {
             let recipe = match (&scheme, &recipe) {
@@ -272,6 +277,7 @@ fn run(cli: Cli) -> Result<()> {
                     other => anyhow::bail!("--dtype {other}: expected bfloat16 or float32"),
                 }),
                 batch_tokens,
+                offload_activations,
                 force,
                 progress: true,
             };

@@ -165,6 +165,11 @@ pub struct GptqConfig {
     pub actorder: ActOrder,
     /// When scales are chosen.
     pub scale_update: ScaleUpdate,
+    /// Quantize a decoder layer sub-block by sub-block (q/k/v, o, gate/up, down), each Hessian
+    /// taken with the earlier sub-blocks already quantized: one forward per layer (GPTQ's
+    /// `--true-sequential`). `false`: llm-compressor's order, all Hessians from the unquantized
+    /// layer, then a second forward through the quantized layer.
+    pub true_sequential: bool,
 }
 
 impl Default for GptqConfig {
@@ -175,6 +180,7 @@ impl Default for GptqConfig {
             max_dampening_frac: 1.0,
             actorder: ActOrder::None,
             scale_update: ScaleUpdate::Static,
+            true_sequential: false,
         }
     }
 }

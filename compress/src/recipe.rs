@@ -52,7 +52,10 @@ impl Recipe {
             SchemeName::W8A8Fp8 => (Observer::MinMax, Algorithm::Rtn, None),
             SchemeName::W8A8Int8 => (
                 Observer::MinMax,
-                Algorithm::Gptq(GptqConfig::default()),
+                Algorithm::Gptq(GptqConfig {
+                    true_sequential: true,
+                    ..GptqConfig::default()
+                }),
                 Some(SmoothQuantConfig { alpha: 0.8 }),
             ),
             SchemeName::W4A16 => (
@@ -60,6 +63,7 @@ impl Recipe {
                 Algorithm::Gptq(GptqConfig {
                     scale_update: ScaleUpdate::GroupBoundary,
                     actorder: ActOrder::None,
+                    true_sequential: true,
                     ..GptqConfig::default()
                 }),
                 None,
@@ -92,8 +96,16 @@ impl Recipe {
         match self.algorithm {
             Algorithm::Rtn => parts.push("RTN".into()),
             Algorithm::Gptq(g) => parts.push(format!(
-                "GPTQ block {} dampening {} act-order {:?} scales {:?}",
-                g.block_size, g.dampening_frac, g.actorder, g.scale_update
+                "GPTQ block {} dampening {} act-order {:?} scales {:?}{}",
+                g.block_size,
+                g.dampening_frac,
+                g.actorder,
+                g.scale_update,
+                if g.true_sequential {
+                    " true-sequential"
+                } else {
+                    " layer-wise"
+                }
             )),
         }
         parts.push(format!(

@@ -662,6 +662,11 @@ struct GptqYaml {
     /// quantlab extension: `static` (default) | `group_boundary`.
     #[serde(default)]
     scale_update: Option<String>,
+    /// quantlab extension: `true` quantizes a layer sub-block by sub-block (later Linears see
+    /// the quantized earlier ones; one forward per layer); default `false`, llm-compressor's
+    /// layer-wise order (all Hessians from the unquantized layer, then a second forward).
+    #[serde(default)]
+    true_sequential: Option<bool>,
 }
 
 struct GptqOnly {
@@ -672,6 +677,7 @@ struct GptqOnly {
     sequential_targets: Option<Names>,
     sequential_update: Option<bool>,
     scale_update: Option<String>,
+    true_sequential: Option<bool>,
 }
 
 struct QuantParts {
@@ -709,6 +715,7 @@ impl GptqYaml {
                 sequential_targets: self.sequential_targets,
                 sequential_update: self.sequential_update,
                 scale_update: self.scale_update,
+                true_sequential: self.true_sequential,
             }),
         }
     }
@@ -1487,6 +1494,7 @@ fn resolve_quant(
                     "act-order group (dynamic) needs grouped weights (strategy group); use static or null",
                 ));
             }
+            cfg.true_sequential = g.true_sequential.unwrap_or(false);
             cfg.scale_update = match g.scale_update.as_deref() {
                 None | Some("static") => ScaleUpdate::Static,
                 Some("group_boundary" | "group-boundary") => ScaleUpdate::GroupBoundary,

@@ -27,7 +27,7 @@ use crate::scheme::{Strategy, WeightType};
 use crate::smoothquant::{fold, smooth_hessian, smoothing_scales, ChannelRange};
 use crate::writer::write_checkpoint;
 use anyhow::{bail, Context, Result};
-use quantlab_model::llama::{rope_cos_sin, rope_inv_freq, DecoderLayer};
+use quantlab_model::llama::{rope_cos_sin, rope_inv_freq, DecoderLayer, Site};
 use quantlab_model::quant::{ActQuant, Linear};
 use quantlab_model::{LlamaConfig, Weights};
 use std::collections::BTreeMap;
@@ -44,6 +44,10 @@ pub struct CalibratedOptions {
     pub compute_kind: Kind,
     /// Calibration tokens per forward batch (sequences of equal length are batched up to this).
     pub batch_tokens: usize,
+    /// Keep the calibration activations in host memory between stages instead of on `device`
+    /// (for GPUs too small to hold them: hidden states and MLP intermediates of all calibration
+    /// tokens, e.g. 2 GB + 7.5 GB in bf16 for Llama-3.1-8B with 128 × 2048 tokens).
+    pub offload_activations: bool,
     /// Replace an existing output folder.
     pub force: bool,
     /// Show a progress bar.
@@ -186,7 +190,13 @@ fn checkpoint_tensors(
         .zero_point
         .as_ref()
         .map(|z| expand_qparam(z, scheme.strategy, out, inf, g_idx));
-    let codes = quantize_codes(w_fq, &s, z.as_ref(), scheme.weight);
+    // Codes and scales are packed and stored on the host.
+    let codes = quantize_codes(w_fq, &s, z.as_ref(), scheme.weight).to_device(Device::Cpu);
+    let qp = QParams {
+        scale: qp.scale.to_device(Device::Cpu),
+        zero_point: qp.zero_point.as_ref().map(|z| z.to_device(Device::Cpu)),
+    };
+    let qp = &qp;
     let mut tensors = Vec::new();
     match (scheme.weight, scheme.format()) {
         (WeightType::Int { bits: 4 }, "pack-quantized") => {
@@ -215,7 +225,10 @@ fn checkpoint_tensors(
         bail!("{prefix}: asymmetric checkpoints are not written yet");
     }
     if let Some(g) = g_idx {
-        tensors.push(("weight_g_idx".to_string(), g.to_kind(Kind::Int)));
+        tensors.push((
+            "weight_g_idx".to_string(),
+            g.to_kind(Kind::Int).to_device(Device::Cpu),
+        ));
     }
     Ok(QuantizedLinear {
         tensors,
@@ -315,7 +328,15 @@ pub fn compress_calibrated(
 
     let device = opts.device;
     let ck = opts.compute_kind;
+    let store = if opts.offload_activations {
+        Device::Cpu
+    } else {
+        device
+    };
     let mut batches = embed_batches(&w, &cfg, calibration, opts.batch_tokens, ck)?;
+    for b in batches.iter_mut() {
+        b.x = b.x.to_device(store);
+    }
     let mut rope = Rope {
         inv_freq: Tensor::from_slice(&rope_inv_freq(&cfg)?).to_device(device),
         kind: ck,
@@ -362,6 +383,7 @@ pub fn compress_calibrated(
                 &quantize_set,
                 ck,
                 device,
+                store,
                 act_quant,
             )?;
             let mut rep = rep;
@@ -392,7 +414,7 @@ pub fn compress_calibrated(
                 let (bs, t) = (x.size()[0], x.size()[1]);
                 let (cos, sin) = rope.get(bs, t);
                 let y = layer.forward(&cfg, &x, &cos, &sin, None, None, &mut |_, _| {});
-                b.x = y.to_device(Device::Cpu);
+                b.x = y.to_device(store);
             }
         }
         layer_tensors.extend(saved);
@@ -696,7 +718,84 @@ fn smooth_mapping(
     s
 }
 
-/// Calibrate, smooth and quantize one layer in place, sub-block by sub-block ("true sequential":
+/// What the stages of [`compress_layer`] share.
+struct StageCtx<'a> {
+    recipe: &'a Recipe,
+    quantize_set: &'a std::collections::HashSet<String>,
+    ck: Kind,
+    act_quant: Option<ActQuant>,
+    rep: LayerReport,
+    out_tensors: Vec<(String, Tensor)>,
+}
+
+/// Fold one batch of Linear inputs `x` into the Hessian and the channel range (when collected).
+fn observe(
+    hs: &mut Option<Hessian>,
+    range: Option<&mut ChannelRange>,
+    x: &Tensor,
+    sequences: i64,
+    rep: &mut LayerReport,
+) {
+    if let Some(hs) = hs.as_mut() {
+        let t = Instant::now();
+        hs.add(x, sequences);
+        rep.hessian_s += t.elapsed().as_secs_f64();
+    }
+    if let Some(r) = range {
+        r.add(x);
+    }
+}
+
+/// End of a stage: finish the Hessian, smooth the mapping `(attention?, range, α)` if asked,
+/// and quantize the members that are not ignored.
+fn finish_stage(
+    layer: &mut DecoderLayer,
+    prefix: &str,
+    members: &[&str],
+    smooth: Option<(bool, &ChannelRange, f64)>,
+    hs: Option<Hessian>,
+    ctx: &mut StageCtx,
+) -> Result<()> {
+    let mut hm = hs.map(|h| h.finish());
+    if let Some((attn, range, alpha)) = smooth {
+        let s = smooth_mapping(
+            layer,
+            prefix,
+            attn,
+            members,
+            range,
+            alpha,
+            ctx.quantize_set,
+            ctx.ck,
+            &mut ctx.out_tensors,
+        );
+        hm = hm.map(|h| smooth_hessian(&h, &s));
+    }
+    let ms: Vec<&str> = members
+        .iter()
+        .copied()
+        .filter(|m| ctx.quantize_set.contains(&format!("{prefix}.{m}")))
+        .collect();
+    if !ms.is_empty() {
+        let t = Instant::now();
+        quantize_members(
+            layer,
+            prefix,
+            &ms,
+            hm.as_ref(),
+            ctx.recipe,
+            ctx.ck,
+            ctx.act_quant,
+            &mut ctx.rep,
+            &mut ctx.out_tensors,
+        )?;
+        ctx.rep.quantize_s += t.elapsed().as_secs_f64();
+    }
+    Ok(())
+}
+
+/// Calibrate, smooth and quantize one layer in place. With `true_sequential` (the presets):
+/// sub-block by sub-block ("true sequential":
 /// q/k/v, then o_proj on the attention output computed with the quantized q/k/v, then gate/up,
 /// then down_proj), so every calibration batch goes through the layer exactly once; the batches'
 /// hidden states are replaced by the quantized layer's outputs. Returns the report and the
@@ -716,6 +815,7 @@ fn compress_layer(
     quantize_set: &std::collections::HashSet<String>,
     ck: Kind,
     device: Device,
+    store: Device,
     act_quant: Option<ActQuant>,
 ) -> Result<(LayerReport, Vec<(String, Tensor)>)> {
     let prefix = format!("model.layers.{li}");
@@ -724,20 +824,60 @@ fn compress_layer(
     let inter = layer.down.weight.size()[1];
     let gptq = matches!(recipe.algorithm, Algorithm::Gptq(_));
     let sq = recipe.smoothquant;
-    let mut rep = LayerReport {
-        layer: li,
-        ..Default::default()
-    };
-    let mut out_tensors: Vec<(String, Tensor)> = Vec::new();
-    let members_of = |ms: &[&'static str]| -> Vec<&'static str> {
-        ms.iter()
-            .copied()
-            .filter(|m| quantize_set.contains(&format!("{prefix}.{m}")))
-            .collect()
+    let mut ctx = StageCtx {
+        recipe,
+        quantize_set,
+        ck,
+        act_quant,
+        rep: LayerReport {
+            layer: li,
+            ..Default::default()
+        },
+        out_tensors: Vec::new(),
     };
     let qkv = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"];
     let gu = ["mlp.gate_proj", "mlp.up_proj"];
     let new_h = |n: i64| gptq.then(|| Hessian::new(n, Kind::Float, device));
+
+    let true_sequential = match recipe.algorithm {
+        Algorithm::Gptq(g) => g.true_sequential,
+        Algorithm::Rtn => true,
+    };
+    if !true_sequential {
+        // llm-compressor's order: every Hessian from the unquantized layer in one pass, quantize
+        // everything, then a second pass through the quantized layer.
+        let (mut hq, mut ho, mut hg, mut hd) = (new_h(h), new_h(attn_dim), new_h(h), new_h(inter));
+        let mut rq = sq.map(|_| ChannelRange::new(h, device));
+        let mut rg = sq.map(|_| ChannelRange::new(h, device));
+        for b in batches.iter() {
+            let x = b.x.to_device(device);
+            let (bs, t) = (x.size()[0], x.size()[1]);
+            let (cos, sin) = rope.get(bs, t);
+            let n = b.sequences;
+            let rep = &mut ctx.rep;
+            let _ = layer.forward(cfg, &x, &cos, &sin, None, None, &mut |site, a| match site {
+                Site::Qkv => observe(&mut hq, rq.as_mut(), a, n, rep),
+                Site::O => observe(&mut ho, None, a, n, rep),
+                Site::GateUp => observe(&mut hg, rg.as_mut(), a, n, rep),
+                Site::Down => observe(&mut hd, None, a, n, rep),
+            });
+        }
+        let smooth = sq.zip(rq.as_ref()).map(|(c, r)| (true, r, c.alpha));
+        finish_stage(layer, &prefix, &qkv, smooth, hq, &mut ctx)?;
+        finish_stage(layer, &prefix, &["self_attn.o_proj"], None, ho, &mut ctx)?;
+        let smooth = sq.zip(rg.as_ref()).map(|(c, r)| (false, r, c.alpha));
+        finish_stage(layer, &prefix, &gu, smooth, hg, &mut ctx)?;
+        finish_stage(layer, &prefix, &["mlp.down_proj"], None, hd, &mut ctx)?;
+        for b in batches.iter_mut() {
+            let x = b.x.to_device(device);
+            let (bs, t) = (x.size()[0], x.size()[1]);
+            let (cos, sin) = rope.get(bs, t);
+            b.x = layer
+                .forward(cfg, &x, &cos, &sin, None, None, &mut |_, _| {})
+                .to_device(store);
+        }
+        return Ok((ctx.rep, ctx.out_tensors));
+    }
 
     // Stage A: q/k/v input.
     let mut hs = new_h(h);
@@ -745,47 +885,10 @@ fn compress_layer(
     for b in batches.iter() {
         let x = b.x.to_device(device);
         let hn = layer.attn_input(cfg, &x);
-        if let Some(hs) = hs.as_mut() {
-            let t = Instant::now();
-            hs.add(&hn, b.sequences);
-            rep.hessian_s += t.elapsed().as_secs_f64();
-        }
-        if let Some(r) = range.as_mut() {
-            r.add(&hn);
-        }
+        observe(&mut hs, range.as_mut(), &hn, b.sequences, &mut ctx.rep);
     }
-    let mut hm = hs.map(|h| h.finish());
-    if let (Some(sqc), Some(r)) = (sq, &range) {
-        let s = smooth_mapping(
-            layer,
-            &prefix,
-            true,
-            &qkv,
-            r,
-            sqc.alpha,
-            quantize_set,
-            ck,
-            &mut out_tensors,
-        );
-        hm = hm.map(|h| smooth_hessian(&h, &s));
-    }
-    let ms = members_of(&qkv);
-    if !ms.is_empty() {
-        let t = Instant::now();
-        quantize_members(
-            layer,
-            &prefix,
-            &ms,
-            hm.as_ref(),
-            recipe,
-            ck,
-            act_quant,
-            &mut rep,
-            &mut out_tensors,
-        )?;
-        rep.quantize_s += t.elapsed().as_secs_f64();
-    }
-    drop(hm);
+    let smooth = sq.zip(range.as_ref()).map(|(c, r)| (true, r, c.alpha));
+    finish_stage(layer, &prefix, &qkv, smooth, hs, &mut ctx)?;
 
     // Stage B: attention output (input of o_proj), with the quantized q/k/v.
     let mut hs = new_h(attn_dim);
@@ -795,30 +898,10 @@ fn compress_layer(
         let (bs, t) = (x.size()[0], x.size()[1]);
         let (cos, sin) = rope.get(bs, t);
         let a = layer.attention(cfg, &layer.attn_input(cfg, &x), &cos, &sin, None, None);
-        if let Some(hs) = hs.as_mut() {
-            let t = Instant::now();
-            hs.add(&a, b.sequences);
-            rep.hessian_s += t.elapsed().as_secs_f64();
-        }
-        attn_out.push(a.to_device(Device::Cpu));
+        observe(&mut hs, None, &a, b.sequences, &mut ctx.rep);
+        attn_out.push(a.to_device(store));
     }
-    let ms = members_of(&["self_attn.o_proj"]);
-    if !ms.is_empty() {
-        let hm = hs.map(|h| h.finish());
-        let t = Instant::now();
-        quantize_members(
-            layer,
-            &prefix,
-            &ms,
-            hm.as_ref(),
-            recipe,
-            ck,
-            act_quant,
-            &mut rep,
-            &mut out_tensors,
-        )?;
-        rep.quantize_s += t.elapsed().as_secs_f64();
-    }
+    finish_stage(layer, &prefix, &["self_attn.o_proj"], None, hs, &mut ctx)?;
 
     // Stage C: residual after attention; gate/up input.
     let mut hs = new_h(h);
@@ -827,48 +910,11 @@ fn compress_layer(
         let x = b.x.to_device(device);
         let hres = x + layer.o.forward(&a.to_device(device));
         let hn = layer.mlp_input(cfg, &hres);
-        if let Some(hs) = hs.as_mut() {
-            let t = Instant::now();
-            hs.add(&hn, b.sequences);
-            rep.hessian_s += t.elapsed().as_secs_f64();
-        }
-        if let Some(r) = range.as_mut() {
-            r.add(&hn);
-        }
-        b.x = hres.to_device(Device::Cpu);
+        observe(&mut hs, range.as_mut(), &hn, b.sequences, &mut ctx.rep);
+        b.x = hres.to_device(store);
     }
-    let mut hm = hs.map(|h| h.finish());
-    if let (Some(sqc), Some(r)) = (sq, &range) {
-        let s = smooth_mapping(
-            layer,
-            &prefix,
-            false,
-            &gu,
-            r,
-            sqc.alpha,
-            quantize_set,
-            ck,
-            &mut out_tensors,
-        );
-        hm = hm.map(|h| smooth_hessian(&h, &s));
-    }
-    let ms = members_of(&gu);
-    if !ms.is_empty() {
-        let t = Instant::now();
-        quantize_members(
-            layer,
-            &prefix,
-            &ms,
-            hm.as_ref(),
-            recipe,
-            ck,
-            act_quant,
-            &mut rep,
-            &mut out_tensors,
-        )?;
-        rep.quantize_s += t.elapsed().as_secs_f64();
-    }
-    drop(hm);
+    let smooth = sq.zip(range.as_ref()).map(|(c, r)| (false, r, c.alpha));
+    finish_stage(layer, &prefix, &gu, smooth, hs, &mut ctx)?;
 
     // Stage D: down_proj input with the quantized gate/up.
     let mut hs = new_h(inter);
@@ -876,37 +922,17 @@ fn compress_layer(
     for b in batches.iter() {
         let hres = b.x.to_device(device);
         let m = layer.mlp_hidden(&layer.mlp_input(cfg, &hres));
-        if let Some(hs) = hs.as_mut() {
-            let t = Instant::now();
-            hs.add(&m, b.sequences);
-            rep.hessian_s += t.elapsed().as_secs_f64();
-        }
-        mlp_hidden.push(m.to_device(Device::Cpu));
+        observe(&mut hs, None, &m, b.sequences, &mut ctx.rep);
+        mlp_hidden.push(m.to_device(store));
     }
-    let ms = members_of(&["mlp.down_proj"]);
-    if !ms.is_empty() {
-        let hm = hs.map(|h| h.finish());
-        let t = Instant::now();
-        quantize_members(
-            layer,
-            &prefix,
-            &ms,
-            hm.as_ref(),
-            recipe,
-            ck,
-            act_quant,
-            &mut rep,
-            &mut out_tensors,
-        )?;
-        rep.quantize_s += t.elapsed().as_secs_f64();
-    }
+    finish_stage(layer, &prefix, &["mlp.down_proj"], None, hs, &mut ctx)?;
 
     // Stage E: the quantized layer's output, next layer's input.
     for (b, m) in batches.iter_mut().zip(mlp_hidden.drain(..)) {
         let hres = b.x.to_device(device);
-        b.x = (hres + layer.down.forward(&m.to_device(device))).to_device(Device::Cpu);
+        b.x = (hres + layer.down.forward(&m.to_device(device))).to_device(store);
     }
-    Ok((rep, out_tensors))
+    Ok((ctx.rep, ctx.out_tensors))
 }
 
 /// What `quantlab compress` asks for beyond the recipe.
@@ -916,6 +942,8 @@ pub struct RunOptions {
     /// Forward dtype; `None`: bf16 (the checkpoint's dtype, as llm-compressor runs the model).
     pub compute_kind: Option<Kind>,
     pub batch_tokens: usize,
+    /// See [`CalibratedOptions::offload_activations`].
+    pub offload_activations: bool,
     pub force: bool,
     pub progress: bool,
 }
@@ -980,6 +1008,7 @@ pub fn run_recipe(
             device: opts.device,
             compute_kind,
             batch_tokens: opts.batch_tokens,
+            offload_activations: opts.offload_activations,
             force: opts.force,
             progress: opts.progress,
             calibration_description: set.description.clone(),

@@ -82,6 +82,7 @@ fn reference_w4a16g64_gptq_text() {
             max_dampening_frac: 1.0,
             actorder: ActOrder::Weight,
             scale_update: ScaleUpdate::Static,
+            true_sequential: false,
         })
     );
     assert_eq!(r.smoothquant, None);
