@@ -448,6 +448,7 @@ fn int8_config_group_matches_the_preset_scheme() {
       weights: {num_bits: 8, type: int, symmetric: true, strategy: channel, observer: minmax}
       input_activations: {num_bits: 8, type: int, symmetric: true, strategy: token, dynamic: true}
   actorder: null
+  true_sequential: true
 ",
     )
     .unwrap();
