@@ -1,0 +1,29 @@
+#!/bin/bash
+# Staging (on the CPU machine): strip + gzip target/release/quantlab to .dev/quantlab.gz, copy the default
+# model's tokenizer.json/tokenizer_config.json/generation_config.json to .dev/tok/, download the peer's wheels
+# (llmcompressor 0.14.0.1, compressed-tensors 0.19.0, datasets 5.2.0, dill, multiprocess, loguru, pydantic, pydantic_core,
+# annotated-types, typing-inspection, auto-round) to .whl/ (both folders git-excluded), then on the device:
+# `bash bench/gpu_compress.sh` with carry [".dev", ".whl"]. LAYERS=32 for the whole model, PEER=0 to skip llm-compressor.
+# On the H200: synthetic Llama-3.1-8B shapes (8 layers), 128 x 2048 random tokens, w4a16:
+# quantlab then llm-compressor 0.14.0.1, wall time, s/layer, peak GPU memory (nvidia-smi sampling).
+set -uo pipefail
+export LD_LIBRARY_PATH=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib
+L=${LAYERS:-8}
+gunzip -c .dev/quantlab.gz > /tmp/quantlab && chmod +x /tmp/quantlab
+python3 bench/make_synth_llama8b.py /tmp/synth $L .dev/tok 2>&1 | tail -2
+peak() { # run "$@" while sampling GPU memory; prints PEAK_MIB
+  ( while true; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits >> /tmp/mem.txt; sleep 0.2; done ) & sp=$!
+  "$@"; rc=$?; kill $sp; sort -n /tmp/mem.txt | tail -1 | sed 's/^/PEAK_MIB /'; rm -f /tmp/mem.txt; return $rc; }
+base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits); echo "BASE_MIB $base"
+t0=$(date +%s.%N)
+peak /tmp/quantlab compress /tmp/synth w4a16 ${OURS_ARGS:-} --calibration tokens:/tmp/synth/calib.json --samples 128 --seq-len 2048 --device cuda --out /tmp/q-w4 --force 2>&1 | tr '\r' '\n' | grep -v "^\s*$" | tail -4
+t1=$(date +%s.%N); echo "OURS_WALL_S $(python3 -c "print(round($t1-$t0,1))")"
+python3 -c "
+import json; r=json.load(open('/tmp/q-w4/quantlab_recipe.json'))
+for l in r['layers']: print('layer', l['layer'], 's', round(l['seconds'],2), 'hess', round(l['hessian_s'],2), 'quant', round(l['quantize_s'],2))
+" 2>&1 | tail -9
+cp /tmp/q-w4/quantlab_recipe.json $OUT/ 2>/dev/null
+if [ "${PEER:-1}" = 1 ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+  peak python3 bench/llmc_oneshot.py /tmp/synth w4a16 /tmp/synth/calib.json /tmp/p-w4 2>&1 | grep -E "PEER_|Error|error" | tail -5
+fi
