@@ -228,7 +228,12 @@ fn check_logits(ckpt: &Path, peer: &Path, tol: f64) -> f64 {
     worst
 }
 
+/// The three presets run one at a time: parallel torch processes on few cores slow GPTQ's many
+/// small ops several-fold (OpenMP oversubscription).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn interop(preset: &str, extra: &[&str], logit_tol: f64) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let ckpt = tmp.path().join(preset);
     let t0 = std::time::Instant::now();
