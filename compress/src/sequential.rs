@@ -436,13 +436,14 @@ pub fn compress_calibrated(
     let mut kept = 0usize;
     let mut bytes_in = 0u64;
     for name in w.names().map(String::from).collect::<Vec<_>>() {
-        let t = w.get(&name)?;
-        bytes_in += (t.numel() * t.kind().elt_size_in_bytes()) as u64;
+        // Sizes from the header: the Linears we replaced are never read again.
+        let (shape, dtype) = w.info(&name)?;
+        bytes_in += (shape.iter().product::<usize>() * dtype.bitsize()).div_ceil(8) as u64;
         let prefix = name.trim_end_matches(".weight");
         if quantize_set.contains(prefix) || rewritten.contains(&name) {
             continue;
         }
-        out.push((name, t));
+        out.push((name.clone(), w.get(&name)?));
         kept += 1;
     }
     out.extend(layer_tensors);
