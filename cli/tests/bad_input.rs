@@ -301,19 +301,30 @@ fn non_finite_weights_are_refused() {
     quantlab_model::weights::save_safetensors(&m.join("model.safetensors"), &tensors, None)
         .unwrap();
     let out = tmp.path().join("out");
-    let (code, _, err) = quantlab(&[
-        "compress",
-        m.to_str().unwrap(),
-        "w8a8-int8",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_one_error_line(
-        code,
-        &err,
-        &["model.layers.3.self_attn.q_proj.weight", "NaN"],
-    );
-    assert!(!out.exists());
+    // Both the data-free path (RTN) and the calibrated one (SmoothQuant + GPTQ) refuse it.
+    for args in [
+        &["w8a8-fp8"][..],
+        &[
+            "w8a8-int8",
+            "--calibration",
+            "random",
+            "--samples",
+            "2",
+            "--seq-len",
+            "16",
+        ][..],
+    ] {
+        let mut a = vec!["compress", m.to_str().unwrap()];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--out", out.to_str().unwrap()]);
+        let (code, _, err) = quantlab(&a);
+        assert_one_error_line(
+            code,
+            &err,
+            &["model.layers.3.self_attn.q_proj.weight", "NaN"],
+        );
+        assert!(!out.exists(), "{args:?} left {}", out.display());
+    }
     let run = tmp.path().join("run");
     let (code, _, err) = quantlab(&[
         "eval",

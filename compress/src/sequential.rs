@@ -236,6 +236,30 @@ fn checkpoint_tensors(
     })
 }
 
+/// Checks that can fail fast, before any calibration data is read: `config.json` parses and
+/// names a supported architecture, the model is not already quantized, the safetensors headers
+/// are sound, and `out_dir` is neither inside the model nor (without `force`) already there.
+///
+/// # Errors
+/// Each names the file and field at fault (`config.json: field 'model_type'`, a corrupt
+/// `model.safetensors`, an existing output folder).
+pub fn preflight(model_dir: &Path, out_dir: &Path, force: bool) -> Result<(LlamaConfig, Weights)> {
+    let cfg_path = model_dir.join("config.json");
+    let cfg = LlamaConfig::from_file(&cfg_path)?;
+    if cfg.quantization_config.is_some() {
+        bail!("{}: field 'quantization_config': this model is already quantized; compress its BF16 original", cfg_path.display());
+    }
+    crate::writer::check_output_is_safe(out_dir, &[model_dir])?;
+    if out_dir.exists() && !force {
+        bail!(
+            "{}: already exists; pass --force to replace it",
+            out_dir.display()
+        );
+    }
+    let w = Weights::open(model_dir)?;
+    Ok((cfg, w))
+}
+
 /// Compress `model_dir` into `out_dir` following `recipe`, calibrated on `calibration` (token id
 /// sequences). Returns the summary and per-layer reports (losses per module).
 ///
@@ -251,24 +275,13 @@ pub fn compress_calibrated(
 ) -> Result<(CompressSummary, Vec<LayerReport>)> {
     let t0 = Instant::now();
     let _g = tch::no_grad_guard();
+    let (cfg, w) = preflight(model_dir, out_dir, opts.force)?;
     let cfg_path = model_dir.join("config.json");
-    let cfg = LlamaConfig::from_file(&cfg_path)?;
-    if cfg.quantization_config.is_some() {
-        bail!("{}: field 'quantization_config': this model is already quantized; compress its BF16 original", cfg_path.display());
-    }
     if calibration.is_empty() && recipe.needs_calibration() {
         bail!(
             "the recipe needs calibration data (GPTQ/SmoothQuant) but the calibration set is empty"
         );
     }
-    crate::writer::check_output_is_safe(out_dir, &[model_dir])?;
-    if out_dir.exists() && !opts.force {
-        bail!(
-            "{}: already exists; pass --force to replace it",
-            out_dir.display()
-        );
-    }
-    let w = Weights::open(model_dir)?;
     let mut ignore = vec!["lm_head".to_string()];
     ignore.extend(recipe.ignore.iter().cloned());
     // Which linears we quantize.
@@ -373,6 +386,7 @@ pub fn compress_calibrated(
             apply_saved(&mut layer, &lw, &prefix, recipe, ck, device, act_quant)?;
             lw
         } else {
+            check_finite_weights(&mut layer, &prefix)?;
             let (rep, tensors) = compress_layer(
                 &mut layer,
                 li,
@@ -495,6 +509,20 @@ pub fn partial_dir(out_dir: &Path) -> PathBuf {
     let mut s = out_dir.as_os_str().to_os_string();
     s.push(".partial");
     PathBuf::from(s)
+}
+
+/// Refuse a layer whose Linear weights hold NaN or Inf, naming the tensor (before smoothing
+/// or stacking would spread the bad values to its neighbours).
+fn check_finite_weights(layer: &mut DecoderLayer, prefix: &str) -> Result<()> {
+    for m in LAYER_LINEARS {
+        let w = &linear_mut(layer, m).weight;
+        if !bool::try_from(w.isfinite().all())? {
+            bail!(
+                "{prefix}.{m}.weight: the weight holds NaN or Inf values; refusing to quantize it"
+            );
+        }
+    }
+    Ok(())
 }
 
 fn linear_mut<'a>(layer: &'a mut DecoderLayer, suffix: &str) -> &'a mut Linear {
@@ -997,6 +1025,8 @@ pub fn run_recipe(
             layers: vec![],
         });
     }
+    // Model and output problems are reported before the calibration data is looked for.
+    drop(preflight(model_dir, out_dir, opts.force)?);
     let tok = quantlab_model::Tokenizer::load(model_dir, &[])?;
     let set = quantlab_calibration::load(calib, &tok)?;
     let compute_kind = opts.compute_kind.unwrap_or(Kind::BFloat16);
