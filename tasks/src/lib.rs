@@ -12,6 +12,7 @@
 
 pub mod dataset;
 pub mod filters;
+pub mod ifeval;
 pub mod metrics;
 pub mod preprocess;
 pub mod spec;

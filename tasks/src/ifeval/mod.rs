@@ -1,0 +1,249 @@
+//! IFEval (Zhou et al. 2023, "Instruction-Following Evaluation for Large Language Models"):
+//! 25 verifiable instruction types checked on a model's free-form response, scored strict and
+//! loose at prompt and instruction level, as lm-evaluation-harness's `ifeval` /
+//! `leaderboard_ifeval` tasks do (`lm_eval/tasks/leaderboard/ifeval/utils.py`:
+//! `test_instruction_following_strict`, `test_instruction_following_loose`,
+//! `process_results`, `agg_inst_level_acc`; the checkers are Google's
+//! `instruction_following_eval/instructions.py`).
+//!
+//! Use from a runner (one greedy generation per doc, `max_gen_toks: 1280`, no stop sequence,
+//! prompt = `doc["prompt"]`):
+//!
+//! ```
+//! use quantlab_tasks::ifeval::{aggregate, score_doc};
+//! let doc = serde_json::json!({
+//!     "key": 1, "prompt": "Write a haiku. Do not use any commas.",
+//!     "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]
+//! });
+//! let r = score_doc(&doc, "An old silent pond\nA frog jumps into the pond\nSplash! Silence again").unwrap();
+//! assert_eq!(r.strict, vec![true]);
+//! let m = aggregate(&[r]);
+//! assert_eq!(m.prompt_level_strict_acc, 1.0);
+//! ```
+//!
+//! Where this diverges from the Python reference (language detection, Unicode tables,
+//! JSON parsing) is written in [`lang`], [`text`] and [`instructions`].
+
+pub mod instructions;
+pub mod lang;
+pub mod punkt;
+pub mod pystr;
+pub mod text;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub use instructions::{Instruction, Relation, INSTRUCTION_IDS};
+
+/// One IFEval document in the HF `google/IFEval` schema (`wis-k/instruction-following-eval`
+/// for the leaderboard task is the same data).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct IfevalDoc {
+    /// The document's `key`.
+    pub key: i64,
+    /// The prompt shown to the model.
+    pub prompt: String,
+    /// The instruction ids, e.g. `punctuation:no_comma`.
+    pub instruction_id_list: Vec<String>,
+    /// One kwargs object per instruction (nulls allowed; they are dropped).
+    pub kwargs: Vec<Map<String, Value>>,
+}
+
+/// A document's instructions built once, to check any number of responses.
+#[derive(Debug, Clone)]
+pub struct CompiledDoc {
+    /// The document's `key`.
+    pub key: i64,
+    /// `(instruction id, checker)` in the document's order.
+    pub instructions: Vec<(String, Instruction)>,
+}
+
+impl IfevalDoc {
+    /// Parse a document from its JSON record; errors name the missing or mistyped field.
+    pub fn from_value(doc: &Value) -> Result<Self> {
+        let key = doc.get("key").and_then(Value::as_i64);
+        serde_json::from_value(doc.clone()).with_context(|| {
+            format!(
+                "IFEval doc {}: expected fields key (int), prompt (str), instruction_id_list \
+                 (list of str), kwargs (list of objects)",
+                key.map_or("without a key".to_string(), |k| format!("key {k}"))
+            )
+        })
+    }
+
+    /// Build every instruction's checker (`build_description(**kwargs)`); errors name the
+    /// doc key, the instruction and the kwargs field.
+    pub fn compile(&self) -> Result<CompiledDoc> {
+        if self.kwargs.len() != self.instruction_id_list.len() {
+            bail!(
+                "IFEval doc key {}: {} instruction ids but {} kwargs objects",
+                self.key,
+                self.instruction_id_list.len(),
+                self.kwargs.len()
+            );
+        }
+        let instructions = self
+            .instruction_id_list
+            .iter()
+            .zip(&self.kwargs)
+            .enumerate()
+            .map(|(i, (id, kw))| {
+                Instruction::from_kwargs(id, kw)
+                    .map(|ins| (id.clone(), ins))
+                    .map_err(|e| {
+                        anyhow!("IFEval doc key {}: instruction {i} `{id}`: {e}", self.key)
+                    })
+            })
+            .collect::<Result<_>>()?;
+        Ok(CompiledDoc {
+            key: self.key,
+            instructions,
+        })
+    }
+}
+
+/// The per-document result, lm-eval's `process_results` values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocResult {
+    /// The document's `key`.
+    pub key: i64,
+    /// The instruction ids, in order.
+    pub instruction_id_list: Vec<String>,
+    /// Per instruction, followed by the response as is (`inst_level_strict_acc`).
+    pub strict: Vec<bool>,
+    /// Per instruction, followed by any of the eight loose variants (`inst_level_loose_acc`).
+    pub loose: Vec<bool>,
+}
+
+impl DocResult {
+    /// `prompt_level_strict_acc`: every instruction followed, strictly.
+    pub fn prompt_level_strict(&self) -> bool {
+        self.strict.iter().all(|&b| b)
+    }
+    /// `prompt_level_loose_acc`: every instruction followed, loosely.
+    pub fn prompt_level_loose(&self) -> bool {
+        self.loose.iter().all(|&b| b)
+    }
+    /// The four per-document metric values as lm-eval logs them
+    /// (`prompt_level_*` booleans, `inst_level_*` lists of booleans).
+    pub fn metrics_json(&self) -> Value {
+        serde_json::json!({
+            "prompt_level_strict_acc": self.prompt_level_strict(),
+            "inst_level_strict_acc": self.strict,
+            "prompt_level_loose_acc": self.prompt_level_loose(),
+            "inst_level_loose_acc": self.loose,
+        })
+    }
+}
+
+/// The eight responses `test_instruction_following_loose` tries: as is, `*` removed, first
+/// line removed, last line removed, both, and those three with `*` removed.
+pub fn loose_variants(response: &str) -> [String; 8] {
+    let lines: Vec<&str> = response.split('\n').collect();
+    let n = lines.len();
+    let first = pystr::strip(&lines[1.min(n)..].join("\n")).to_string();
+    let last = pystr::strip(&lines[..n.saturating_sub(1)].join("\n")).to_string();
+    let both = if n >= 2 {
+        pystr::strip(&lines[1..n - 1].join("\n")).to_string()
+    } else {
+        String::new()
+    };
+    let star = |s: &str| s.replace('*', "");
+    [
+        response.to_string(),
+        star(response),
+        first.clone(),
+        last.clone(),
+        both.clone(),
+        star(&first),
+        star(&last),
+        star(&both),
+    ]
+}
+
+impl CompiledDoc {
+    /// Check one response, strict and loose.
+    pub fn score(&self, response: &str) -> DocResult {
+        let variants = loose_variants(response);
+        let ok = |ins: &Instruction, r: &str| !pystr::strip(r).is_empty() && ins.check(r);
+        let strict = self
+            .instructions
+            .iter()
+            .map(|(_, ins)| ok(ins, response))
+            .collect();
+        let loose = self
+            .instructions
+            .iter()
+            .map(|(_, ins)| variants.iter().any(|r| ok(ins, r)))
+            .collect();
+        DocResult {
+            key: self.key,
+            instruction_id_list: self.instructions.iter().map(|(id, _)| id.clone()).collect(),
+            strict,
+            loose,
+        }
+    }
+}
+
+/// Score one (doc, response) pair: the doc as its JSON record (as the dataset loader yields
+/// it). Unknown instruction ids and bad kwargs are errors naming the key and the field.
+pub fn score_doc(doc: &Value, response: &str) -> Result<DocResult> {
+    Ok(IfevalDoc::from_value(doc)?.compile()?.score(response))
+}
+
+/// The four IFEval metrics over documents.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct IfevalMetrics {
+    /// Share of documents whose instructions are all followed (strict).
+    pub prompt_level_strict_acc: f64,
+    /// Share of all instructions followed (strict), pooled over documents.
+    pub inst_level_strict_acc: f64,
+    /// Share of documents whose instructions are all followed (loose).
+    pub prompt_level_loose_acc: f64,
+    /// Share of all instructions followed (loose), pooled over documents.
+    pub inst_level_loose_acc: f64,
+    /// Documents aggregated.
+    pub num_docs: usize,
+    /// Instructions aggregated.
+    pub num_instructions: usize,
+}
+
+impl IfevalMetrics {
+    /// The metrics as (lm-eval name, value) pairs, in lm-eval's order.
+    pub fn named(&self) -> [(&'static str, f64); 4] {
+        [
+            ("prompt_level_strict_acc", self.prompt_level_strict_acc),
+            ("inst_level_strict_acc", self.inst_level_strict_acc),
+            ("prompt_level_loose_acc", self.prompt_level_loose_acc),
+            ("inst_level_loose_acc", self.inst_level_loose_acc),
+        ]
+    }
+}
+
+/// Aggregate as lm-eval does: prompt level by `mean` over documents, instruction level by
+/// `agg_inst_level_acc` (flatten, then mean). Empty input gives NaN.
+pub fn aggregate(results: &[DocResult]) -> IfevalMetrics {
+    let n = results.len() as f64;
+    let mean_bools = |it: &mut dyn Iterator<Item = bool>| {
+        let (mut k, mut t) = (0usize, 0usize);
+        for b in it {
+            k += b as usize;
+            t += 1;
+        }
+        k as f64 / t as f64
+    };
+    let num_instructions = results.iter().map(|r| r.strict.len()).sum();
+    IfevalMetrics {
+        prompt_level_strict_acc: results.iter().filter(|r| r.prompt_level_strict()).count() as f64
+            / n,
+        inst_level_strict_acc: mean_bools(
+            &mut results.iter().flat_map(|r| r.strict.iter().copied()),
+        ),
+        prompt_level_loose_acc: results.iter().filter(|r| r.prompt_level_loose()).count() as f64
+            / n,
+        inst_level_loose_acc: mean_bools(&mut results.iter().flat_map(|r| r.loose.iter().copied())),
+        num_docs: results.len(),
+        num_instructions,
+    }
+}
