@@ -325,6 +325,9 @@ fn aggregate_pools_instructions_and_averages_prompts() {
     assert_eq!(m.prompt_level_loose_acc, 1.0);
     assert_eq!(m.inst_level_loose_acc, 1.0);
     assert_eq!((m.num_docs, m.num_instructions), (2, 4));
+    // sample std of [1, 0] is sqrt(0.5); / sqrt(2) = 0.5
+    assert!((m.prompt_level_strict_acc_stderr - 0.5).abs() < 1e-12);
+    assert_eq!(m.prompt_level_loose_acc_stderr, 0.0);
 }
 
 #[test]
@@ -569,4 +572,53 @@ fn language_detection_mostly_agrees_with_langdetect() {
     let pct = 100.0 * agree as f64 / samples.len() as f64;
     println!("language agreement {pct:.2}% of {}", samples.len());
     assert!(pct >= 90.0);
+}
+
+/// Punkt edge cases, the expected splits printed by NLTK 3.10.4 `sent_tokenize` with the
+/// English punkt_tab model.
+#[test]
+fn punkt_edge_cases_match_nltk() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "He said \"Stop.\" Then he left.",
+            &["He said \"Stop.\"", "Then he left."],
+        ),
+        ("Wait... what? No!", &["Wait... what?", "No!"]),
+        (
+            "J. S. Bach wrote it. It is fine.",
+            &["J. S. Bach wrote it.", "It is fine."],
+        ),
+        (
+            "It costs $3.50. That is 5 p.m. today.",
+            &["It costs $3.50.", "That is 5 p.m. today."],
+        ),
+        ("Version 2. The next one.", &["Version 2.", "The next one."]),
+        (
+            "See ch. 5 for more. OK.",
+            &["See ch.", "5 for more.", "OK."],
+        ),
+        ("i.e. this. e.g. that.", &["i.e.", "this.", "e.g.", "that."]),
+        (
+            "1. First item\n2. Second item\n3. Third",
+            &["1.", "First item\n2.", "Second item\n3.", "Third"],
+        ),
+        ("Hello!!! How are you??", &["Hello!!!", "How are you?", "?"]),
+        ("(Sent one.) Sent two.", &["(Sent one.)", "Sent two."]),
+        (
+            "Mrs. Jones met Dr. Who at 10 a.m. sharp. They talked.",
+            &["Mrs. Jones met Dr. Who at 10 a.m. sharp.", "They talked."],
+        ),
+        (
+            "THIS IS GREAT. I LOVE IT!",
+            &["THIS IS GREAT.", "I LOVE IT!"],
+        ),
+        (
+            "\u{201c}Quoted.\u{201d} Next sentence.",
+            &["\u{201c}Quoted.\u{201d}", "Next sentence."],
+        ),
+    ];
+    for (t, want) in cases {
+        assert_eq!(text::sent_tokenize(t), *want, "{t:?}");
+        assert_eq!(text::count_sentences(t), want.len());
+    }
 }

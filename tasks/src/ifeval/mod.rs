@@ -203,6 +203,11 @@ pub struct IfevalMetrics {
     pub prompt_level_loose_acc: f64,
     /// Share of all instructions followed (loose), pooled over documents.
     pub inst_level_loose_acc: f64,
+    /// Standard error of `prompt_level_strict_acc` (lm-eval's `mean_stderr`: sample standard
+    /// deviation / sqrt(n)); lm-eval reports none for the instruction-level metrics.
+    pub prompt_level_strict_acc_stderr: f64,
+    /// Standard error of `prompt_level_loose_acc`.
+    pub prompt_level_loose_acc_stderr: f64,
     /// Documents aggregated.
     pub num_docs: usize,
     /// Instructions aggregated.
@@ -234,6 +239,11 @@ pub fn aggregate(results: &[DocResult]) -> IfevalMetrics {
         k as f64 / t as f64
     };
     let num_instructions = results.iter().map(|r| r.strict.len()).sum();
+    let as_f64 = |f: fn(&DocResult) -> bool| -> Vec<f64> {
+        results.iter().map(|r| f(r) as u8 as f64).collect()
+    };
+    let strict_docs = as_f64(DocResult::prompt_level_strict);
+    let loose_docs = as_f64(DocResult::prompt_level_loose);
     IfevalMetrics {
         prompt_level_strict_acc: results.iter().filter(|r| r.prompt_level_strict()).count() as f64
             / n,
@@ -243,6 +253,8 @@ pub fn aggregate(results: &[DocResult]) -> IfevalMetrics {
         prompt_level_loose_acc: results.iter().filter(|r| r.prompt_level_loose()).count() as f64
             / n,
         inst_level_loose_acc: mean_bools(&mut results.iter().flat_map(|r| r.loose.iter().copied())),
+        prompt_level_strict_acc_stderr: crate::metrics::mean_stderr(&strict_docs),
+        prompt_level_loose_acc_stderr: crate::metrics::mean_stderr(&loose_docs),
         num_docs: results.len(),
         num_instructions,
     }
