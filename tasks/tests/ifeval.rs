@@ -377,6 +377,30 @@ fn errors_name_the_key_instruction_and_field() {
     let doc = json!({"key": 1, "prompt": "p", "instruction_id_list": ["punctuation:no_comma"],
         "kwargs": [{"num_words": null, "relation": null, "keywords": []}]});
     assert_eq!(score_doc(&doc, "no commas").unwrap().strict, [true]);
+    // integral floats read as integers; other numbers are errors
+    let doc = |n: Value| {
+        json!({"key": 3, "prompt": "p",
+        "instruction_id_list": ["length_constraints:number_words"],
+        "kwargs": [{"num_words": n, "relation": "less than"}]})
+    };
+    assert_eq!(
+        score_doc(&doc(json!(3.0)), "one two").unwrap().strict,
+        [true]
+    );
+    assert_eq!(
+        score_doc(&doc(json!(2.0)), "one two").unwrap().strict,
+        [false]
+    );
+    let e = format!("{:#}", score_doc(&doc(json!(2.5)), "x").unwrap_err());
+    assert!(
+        e.contains("`num_words`") && e.contains("expected an integer"),
+        "{e}"
+    );
+    let e = format!("{:#}", score_doc(&doc(json!("3")), "x").unwrap_err());
+    assert!(
+        e.contains("`num_words`") && e.contains("expected an integer"),
+        "{e}"
+    );
 }
 
 #[test]

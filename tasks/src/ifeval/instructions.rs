@@ -200,8 +200,15 @@ impl<'a> Kwargs<'a> {
 
     fn int(&self, field: &str) -> Result<i64> {
         let v = self.map.get(field).ok_or_else(|| self.missing(field))?;
+        // an integral float (3.0, as a nullable integer column may come out of parquet or
+        // pandas) compares in Python as the integer does
         let n = v
             .as_i64()
+            .or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
+                    .map(|f| f as i64)
+            })
             .ok_or_else(|| anyhow!("kwargs field `{field}`: expected an integer, got {v}"))?;
         if n < 0 {
             bail!(
