@@ -3,8 +3,8 @@
 //! `tests/data/ifeval/reference.jsonl.gz` (how it was made: `tests/data/ifeval/README.md`).
 
 use quantlab_tasks::ifeval::{
-    aggregate, lang, loose_variants, score_doc, text, DocResult, IfevalDoc, Instruction,
-    INSTRUCTION_IDS,
+    aggregate, lang, loose_variants, per_instruction, score_doc, text, DocResult, IfevalDoc,
+    Instruction, INSTRUCTION_IDS,
 };
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -337,6 +337,13 @@ fn aggregate_pools_instructions_and_averages_prompts() {
     // sample std of [1, 0] is sqrt(0.5); / sqrt(2) = 0.5
     assert!((m.prompt_level_strict_acc_stderr - 0.5).abs() < 1e-12);
     assert_eq!(m.prompt_level_loose_acc_stderr, 0.0);
+    let mut a = r(&[true, false], &[true, true]);
+    a.instruction_id_list = vec!["punctuation:no_comma".into(), "startend:quotation".into()];
+    let mut b = r(&[false], &[true]);
+    b.instruction_id_list = vec!["punctuation:no_comma".into()];
+    let per = per_instruction(&[a, b]);
+    assert_eq!(per["punctuation:no_comma"], (0.5, 1.0, 2));
+    assert_eq!(per["startend:quotation"], (0.0, 1.0, 1));
 }
 
 #[test]

@@ -276,3 +276,22 @@ pub fn aggregate(results: &[DocResult]) -> IfevalMetrics {
         num_instructions,
     }
 }
+
+/// Accuracy per instruction id over documents (not an lm-eval metric; for reading which
+/// instruction types a compressed model loses): id -> (strict acc, loose acc, count).
+pub fn per_instruction(
+    results: &[DocResult],
+) -> std::collections::BTreeMap<String, (f64, f64, usize)> {
+    let mut acc: std::collections::BTreeMap<String, (usize, usize, usize)> = Default::default();
+    for r in results {
+        for (i, id) in r.instruction_id_list.iter().enumerate() {
+            let e = acc.entry(id.clone()).or_default();
+            e.0 += r.strict[i] as usize;
+            e.1 += r.loose[i] as usize;
+            e.2 += 1;
+        }
+    }
+    acc.into_iter()
+        .map(|(id, (s, l, n))| (id, (s as f64 / n as f64, l as f64 / n as f64, n)))
+        .collect()
+}
