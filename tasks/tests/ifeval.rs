@@ -449,88 +449,122 @@ fn fixture() -> Vec<Value> {
         .collect()
 }
 
+/// Agreement of our results with the fixture's reference results, for one record kind.
+struct Agreement {
+    /// per instruction id: (strict agree, loose agree, total)
+    per_id: BTreeMap<String, (usize, usize, usize)>,
+    disagreements: Vec<String>,
+    ours: Vec<DocResult>,
+    theirs: Vec<DocResult>,
+    /// letter_frequency checks with a random letter in the reference, left out
+    skipped: usize,
+}
+
+impl Agreement {
+    fn of(kind: &str) -> Self {
+        let mut a = Agreement {
+            per_id: BTreeMap::new(),
+            disagreements: Vec::new(),
+            ours: Vec::new(),
+            theirs: Vec::new(),
+            skipped: 0,
+        };
+        for rec in fixture().iter().filter(|r| r["kind"] == kind) {
+            let doc = IfevalDoc::from_value(&rec["doc"])
+                .unwrap()
+                .compile()
+                .unwrap();
+            for r in rec["responses"].as_array().unwrap() {
+                let response = r["response"].as_str().unwrap();
+                let got = doc.score(response);
+                let want = DocResult {
+                    key: got.key,
+                    instruction_id_list: got.instruction_id_list.clone(),
+                    strict: serde_json::from_value(r["strict"].clone()).unwrap(),
+                    loose: serde_json::from_value(r["loose"].clone()).unwrap(),
+                };
+                for (i, id) in got.instruction_id_list.iter().enumerate() {
+                    let letter = rec["doc"]["kwargs"][i]["letter"].as_str().unwrap_or("a");
+                    if id == "keywords:letter_frequency"
+                        && !letter.chars().all(|c| c.is_ascii_alphabetic())
+                    {
+                        // keys 1122 ("#") and 1129 ("!"): the reference draws a random
+                        // letter instead, so its result is random (see instructions.rs)
+                        a.skipped += 1;
+                        continue;
+                    }
+                    let e = a.per_id.entry(id.clone()).or_default();
+                    e.0 += (got.strict[i] == want.strict[i]) as usize;
+                    e.1 += (got.loose[i] == want.loose[i]) as usize;
+                    e.2 += 1;
+                    if got.strict[i] != want.strict[i] || got.loose[i] != want.loose[i] {
+                        a.disagreements.push(format!(
+                            "key {} {id}: ours {}/{} reference {}/{} on {:?}",
+                            got.key,
+                            got.strict[i],
+                            got.loose[i],
+                            want.strict[i],
+                            want.loose[i],
+                            response.chars().take(120).collect::<String>()
+                        ));
+                    }
+                }
+                a.ours.push(got);
+                a.theirs.push(want);
+            }
+        }
+        a
+    }
+
+    /// Print the table; return (strict %, loose %, instructions compared).
+    fn report(&self) -> (f64, f64, usize) {
+        let (mut s, mut l, mut t) = (0, 0, 0);
+        for (id, (sa, la, n)) in &self.per_id {
+            println!(
+                "{id:48} strict {:6.2}%  loose {:6.2}%  of {n}",
+                100.0 * *sa as f64 / *n as f64,
+                100.0 * *la as f64 / *n as f64
+            );
+            s += sa;
+            l += la;
+            t += n;
+        }
+        for d in self.disagreements.iter().take(40) {
+            println!("{d}");
+        }
+        let (a, b) = (aggregate(&self.ours), aggregate(&self.theirs));
+        println!("ours      {:?}\nreference {:?}", a.named(), b.named());
+        let strict_pct = 100.0 * s as f64 / t as f64;
+        let loose_pct = 100.0 * l as f64 / t as f64;
+        println!(
+            "instruction-level agreement: strict {strict_pct:.2}% loose {loose_pct:.2}% of {t} \
+             ({} responses)",
+            self.ours.len()
+        );
+        (strict_pct, loose_pct, t)
+    }
+}
+
 /// Agreement with lm-eval's checkers (lm-eval 0.4.13, nltk 3.10.4 with NLTK's English
-/// punkt_tab, langdetect 1.0.9 seeded 0) on the fixture's responses.
+/// punkt_tab, langdetect 1.0.9 seeded 0) on the fixture's constructed responses.
 #[test]
 fn agrees_with_the_reference_implementation() {
-    let recs = fixture();
-    // per instruction id: (strict agree, loose agree, total)
-    let mut per_id: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    let mut disagreements = Vec::new();
-    let mut skipped = 0;
-    for rec in recs.iter().filter(|r| r["kind"] == "ifeval") {
-        let doc = IfevalDoc::from_value(&rec["doc"])
-            .unwrap()
-            .compile()
-            .unwrap();
-        for r in rec["responses"].as_array().unwrap() {
-            let response = r["response"].as_str().unwrap();
-            let got = doc.score(response);
-            let want = DocResult {
-                key: got.key,
-                instruction_id_list: got.instruction_id_list.clone(),
-                strict: serde_json::from_value(r["strict"].clone()).unwrap(),
-                loose: serde_json::from_value(r["loose"].clone()).unwrap(),
-            };
-            for (i, id) in got.instruction_id_list.iter().enumerate() {
-                let letter = rec["doc"]["kwargs"][i]["letter"].as_str().unwrap_or("a");
-                if id == "keywords:letter_frequency"
-                    && !letter.chars().all(|c| c.is_ascii_alphabetic())
-                {
-                    // keys 1122 ("#") and 1129 ("!"): the reference draws a random letter
-                    // instead, so its result is random (see instructions.rs)
-                    skipped += 1;
-                    continue;
-                }
-                let e = per_id.entry(id.clone()).or_default();
-                e.0 += (got.strict[i] == want.strict[i]) as usize;
-                e.1 += (got.loose[i] == want.loose[i]) as usize;
-                e.2 += 1;
-                if got.strict[i] != want.strict[i] || got.loose[i] != want.loose[i] {
-                    disagreements.push(format!(
-                        "key {} {id}: ours {}/{} reference {}/{} on {:?}",
-                        got.key,
-                        got.strict[i],
-                        got.loose[i],
-                        want.strict[i],
-                        want.loose[i],
-                        response.chars().take(120).collect::<String>()
-                    ));
-                }
-            }
-            ours.push(got);
-            theirs.push(want);
-        }
-    }
-    let (mut s, mut l, mut t) = (0, 0, 0);
-    for (id, (sa, la, n)) in &per_id {
-        println!(
-            "{id:48} strict {:6.2}%  loose {:6.2}%  of {n}",
-            100.0 * *sa as f64 / *n as f64,
-            100.0 * *la as f64 / *n as f64
-        );
-        s += sa;
-        l += la;
-        t += n;
-    }
-    for d in disagreements.iter().take(40) {
-        println!("{d}");
-    }
-    let (a, b) = (aggregate(&ours), aggregate(&theirs));
-    println!("ours      {:?}\nreference {:?}", a.named(), b.named());
-    let strict_pct = 100.0 * s as f64 / t as f64;
-    let loose_pct = 100.0 * l as f64 / t as f64;
-    println!("instruction-level agreement: strict {strict_pct:.2}% loose {loose_pct:.2}% of {t}");
-    assert_eq!(per_id.len(), 25);
-    assert_eq!(skipped, 8, "two docs x four responses have a random letter");
+    let a = Agreement::of("ifeval");
+    let (strict_pct, loose_pct, _) = a.report();
+    assert_eq!(a.per_id.len(), 25);
+    assert_eq!(a.ours.len(), 2164);
+    assert_eq!(
+        a.skipped, 8,
+        "two docs x four responses have a random letter"
+    );
     assert!(
-        disagreements.len() <= 3,
+        a.disagreements.len() <= 3,
         "{} disagreements",
-        disagreements.len()
+        a.disagreements.len()
     );
     assert!(strict_pct >= 99.9 && loose_pct >= 99.9, "agreement too low");
-    for ((_, x), (_, y)) in a.named().iter().zip(b.named().iter()) {
+    let (x, y) = (aggregate(&a.ours), aggregate(&a.theirs));
+    for ((_, x), (_, y)) in x.named().iter().zip(y.named().iter()) {
         assert!((x - y).abs() <= 0.005, "aggregate differs: {x} vs {y}");
     }
 }

@@ -10,6 +10,8 @@ Records (one JSON object a line), by "kind":
              loose}] (lm_eval.tasks.leaderboard.ifeval.utils.test_instruction_following_strict/_loose)
   text:      text, sentences (count_sentences), words (count_words), tokens
              (len(nltk.word_tokenize)), upper_tokens (tokens with str.isupper())
+  model:     as ifeval, one real SmolLM2-135M-Instruct answer (generate_smollm2.py; optional
+             4th argument, the JSONL it writes)
   lang:      text, lang (langdetect.detect, or null when it raises): Faker lorem paragraphs
              of 19 locales and GPT-4 answers as is, upper- and lower-cased
 The responses are made here, deterministically (random.Random(0)): GPT-4 answers from
@@ -263,5 +265,21 @@ for _, t in pool:
         lang = None
     out.write(json.dumps({"kind": "lang", "text": t, "lang": lang}, ensure_ascii=False) + "\n")
     n_lang += 1
+# real model output, if given: SmolLM2-135M-Instruct answers (generate_smollm2.py)
+n_model = 0
+if len(sys.argv) > 4:
+    by_key = {d["key"]: d for d in docs}
+    for l in open(sys.argv[4]):
+        m = json.loads(l)
+        doc = by_key[m["key"]]
+        inp = IU.InputExample(key=doc["key"], instruction_id_list=doc["instruction_id_list"],
+                              prompt=doc["prompt"], kwargs=doc["kwargs"])
+        s = IU.test_instruction_following_strict(inp, m["response"])
+        lo = IU.test_instruction_following_loose(inp, m["response"])
+        out.write(json.dumps({"kind": "model", "doc": doc, "responses": [
+            {"response": m["response"], "strict": s.follow_instruction_list,
+             "loose": lo.follow_instruction_list}]}, ensure_ascii=False) + "\n")
+        n_model += 1
 out.close()
+print(f"model responses {n_model}")
 print(f"ifeval responses {n_ifeval}, texts {n_text}, language samples {n_lang}")
