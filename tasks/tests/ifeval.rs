@@ -569,6 +569,15 @@ fn agrees_with_the_reference_implementation() {
     }
 }
 
+/// Agreement on real model output: greedy SmolLM2-135M-Instruct answers to IFEval prompts.
+#[test]
+fn agrees_with_the_reference_on_real_model_answers() {
+    let a = Agreement::of("model");
+    let (strict_pct, loose_pct, n) = a.report();
+    assert!(a.ours.len() >= 16 && n >= 17, "{} answers", a.ours.len());
+    assert!(strict_pct >= 99.0 && loose_pct >= 99.0, "agreement too low");
+}
+
 /// Sentence, word and token counts against NLTK on natural text (GPT-4 answers), as is,
 /// upper-cased and with newlines flattened.
 #[test]
