@@ -334,6 +334,7 @@ fn aggregate_pools_instructions_and_averages_prompts() {
     assert_eq!(m.prompt_level_loose_acc, 1.0);
     assert_eq!(m.inst_level_loose_acc, 1.0);
     assert_eq!((m.num_docs, m.num_instructions), (2, 4));
+    assert_eq!(m.leaderboard_v2_score(), 62.5);
     // sample std of [1, 0] is sqrt(0.5); / sqrt(2) = 0.5
     assert!((m.prompt_level_strict_acc_stderr - 0.5).abs() < 1e-12);
     assert_eq!(m.prompt_level_loose_acc_stderr, 0.0);

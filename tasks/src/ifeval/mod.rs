@@ -232,6 +232,13 @@ pub struct IfevalMetrics {
 }
 
 impl IfevalMetrics {
+    /// The Open LLM Leaderboard V2 IFEval score: its two "subtasks" `inst_level_strict_acc`
+    /// and `prompt_level_strict_acc`, each normalised with a random baseline of 0, averaged,
+    /// times 100 (huggingface/leaderboards, `open_llm_leaderboard/normalization.md`).
+    pub fn leaderboard_v2_score(&self) -> f64 {
+        (self.inst_level_strict_acc + self.prompt_level_strict_acc) / 2.0 * 100.0
+    }
+
     /// The metrics as (lm-eval name, value) pairs, in lm-eval's order.
     pub fn named(&self) -> [(&'static str, f64); 4] {
         [
