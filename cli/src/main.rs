@@ -37,13 +37,15 @@ enum Cmd {
     /// Presets (the paper's recipes, §3.2): w8a8-fp8 (round-to-nearest fp8 e4m3 per-channel
     /// weights, dynamic per-token fp8 activations; no data), w8a8-int8 (SmoothQuant α=0.8, then
     /// GPTQ int8 per-channel weights; dynamic per-token int8 activations), w4a16 (GPTQ int4
-    /// symmetric in groups of 128 with MSE-optimal clipping; packed eight per int32). GPTQ and
+    /// symmetric in groups of 128 with MSE-optimal clipping; packed eight per int32); also
+    /// compressed-tensors' w4a16-asym (int4 with zero points) and w8a16 (GPTQ int8 in groups of
+    /// 128, packed four per int32). GPTQ and
     /// SmoothQuant run layer by layer on --calibration data. lm_head stays in bf16. An interrupted
     /// run resumes from its last finished layer (OUT.partial/).
     Compress {
         /// Model folder or alias.
         model: String,
-        /// w8a8-fp8 | w8a8-int8 | w4a16 (omit with --recipe).
+        /// w8a8-fp8 | w8a8-int8 | w4a16 | w4a16-asym | w8a16 (omit with --recipe).
         scheme: Option<String>,
         /// Output folder.
         #[arg(long)]
@@ -51,7 +53,7 @@ enum Cmd {
         /// llm-compressor-style recipe YAML (SmoothQuantModifier, GPTQModifier, QuantizationModifier).
         #[arg(long, conflicts_with = "scheme")]
         recipe: Option<PathBuf>,
-        /// Group size for grouped schemes (w4a16 default 128; must divide every Linear's input dim).
+        /// Group size for grouped schemes (w4a16, w4a16-asym, w8a16: default 128; must divide every Linear's input dim).
         #[arg(long)]
         group_size: Option<usize>,
         /// Calibration data: open-platypus | alpaca-eval | random | jsonl:PATH | tokens:PATH.
@@ -256,7 +258,7 @@ fn run(cli: Cli) -> Result<()> {
                 (None, Some(path)) => {
                     quantlab_compress::recipe::Recipe::from_yaml_file(path, group_size)?
                 }
-                _ => anyhow::bail!("give a SCHEME (w8a8-fp8, w8a8-int8, w4a16) or --recipe FILE"),
+                _ => anyhow::bail!("give a SCHEME (w8a8-fp8, w8a8-int8, w4a16, w4a16-asym, w8a16) or --recipe FILE"),
             };
             let dir = quantlab_model::registry::resolve_model(&model)?;
             let calib = quantlab_calibration::CalibrationOptions {

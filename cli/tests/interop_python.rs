@@ -1,5 +1,5 @@
 //! Interop with the Python peers (DESIGN.md "How we know it is right", issue 3): for each preset
-//! (`w8a8-fp8`, `w8a8-int8`, `w4a16` group 64) the binary compresses the default model with a tiny
+//! (`w8a8-fp8`, `w8a8-int8`, `w4a16`, `w4a16-asym` and `w8a16`, the last three with group 64) the binary compresses the default model with a tiny
 //! random calibration (4 × 64 tokens: the point is the format, not accuracy), then
 //! `tests/python/ct_interop.py` runs the pinned `compressed-tensors==0.19.0` and
 //! `transformers==5.17.0` of `.venv` on the checkpoint:
@@ -228,7 +228,7 @@ fn check_logits(ckpt: &Path, peer: &Path, tol: f64) -> f64 {
     worst
 }
 
-/// The three presets run one at a time: parallel torch processes on few cores slow GPTQ's many
+/// The presets run one at a time: parallel torch processes on few cores slow GPTQ's many
 /// small ops several-fold (OpenMP oversubscription).
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -268,4 +268,17 @@ fn w8a8_int8_matches_compressed_tensors_and_transformers() {
 #[test]
 fn w4a16_matches_compressed_tensors_and_transformers() {
     interop("w4a16", &["--group-size", "64"], 1e-3);
+}
+
+/// compressed-tensors' `W4A16_ASYM`: packed int4 codes plus int4 zero points packed along the
+/// output dimension.
+#[test]
+fn w4a16_asym_matches_compressed_tensors_and_transformers() {
+    interop("w4a16-asym", &["--group-size", "64"], 1e-3);
+}
+
+/// compressed-tensors' `W8A16`: int8 codes packed four per int32.
+#[test]
+fn w8a16_matches_compressed_tensors_and_transformers() {
+    interop("w8a16", &["--group-size", "64"], 1e-3);
 }

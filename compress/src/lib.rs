@@ -1,6 +1,7 @@
 //! quantlab-compress: quantization schemes and recipes, the quantization arithmetic, observers
-//! (min-max, MSE), round-to-nearest, GPTQ, SmoothQuant, the sequential calibrated pipeline and
+//! (min-max, MSE), round-to-nearest, GPTQ, SmoothQuant, AWQ, the sequential calibrated pipeline and
 //! the compressed-tensors checkpoint writer.
+pub mod awq;
 pub mod gptq;
 pub mod observer;
 pub mod pack;

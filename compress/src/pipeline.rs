@@ -4,9 +4,8 @@
 //! recipes (§3.2) and llm-compressor's presets.
 //! GPTQ / SmoothQuant / calibration are issue 3; this module is their skeleton.
 
-use crate::pack::pack_int4;
-use crate::quantize::quantize_rtn;
-use crate::scheme::{Scheme, Strategy, WeightType};
+use crate::quantize::quantize_rtn_with;
+use crate::scheme::{Scheme, Strategy};
 use crate::writer::write_checkpoint;
 use anyhow::{Context, Result};
 use quantlab_model::{LlamaConfig, Weights};
@@ -134,7 +133,13 @@ pub fn compress(
             k => k,
         };
         let wf = t.to_kind(Kind::Float);
-        let q = quantize_rtn(&wf, opts.scheme.weight, opts.scheme.strategy, scale_kind);
+        let q = quantize_rtn_with(
+            &wf,
+            opts.scheme.weight,
+            opts.scheme.strategy,
+            opts.scheme.symmetric,
+            scale_kind,
+        );
         if !bool::try_from(q.scale.isfinite().all()).unwrap_or(false) {
             anyhow::bail!(
                 "{}: tensor '{name}' holds NaN or Inf values; refusing to quantize it",
@@ -146,21 +151,11 @@ pub fn compress(
         let deq = crate::quantize::dequantize(&q, opts.scheme.strategy);
         let rel = ((&wf - &deq).norm().double_value(&[])) / wf.norm().double_value(&[]).max(1e-30);
         err_sum += rel;
-        match (opts.scheme.weight, opts.scheme.format()) {
-            (WeightType::Int { bits: 4 }, "pack-quantized") => {
-                let packed = pack_int4(&q.codes).with_context(|| format!("{prefix}: packing"))?;
-                let shape = Tensor::from_slice(&[wf.size()[0], wf.size()[1]]);
-                out.push((format!("{prefix}.weight_packed"), packed));
-                out.push((format!("{prefix}.weight_scale"), q.scale));
-                out.push((format!("{prefix}.weight_shape"), shape));
-            }
-            (WeightType::Int { bits }, "pack-quantized") => {
-                anyhow::bail!("{prefix}: packing {bits}-bit weights is not supported (only 4-bit)");
-            }
-            _ => {
-                out.push((format!("{prefix}.weight"), q.codes));
-                out.push((format!("{prefix}.weight_scale"), q.scale));
-            }
+        for (suffix, t) in
+            crate::pack::linear_tensors(&opts.scheme, &q.codes, q.scale, q.zero_point.as_ref())
+                .with_context(|| format!("{prefix}: packing"))?
+        {
+            out.push((format!("{prefix}.{suffix}"), t));
         }
         bar.inc(1);
     }

@@ -25,6 +25,8 @@ pub struct QuantizedWeight {
     /// `[out, 1]` (channel), `[out, in / group]` (group) or `[1]` (tensor), in the checkpoint's
     /// scale dtype.
     pub scale: Tensor,
+    /// Asymmetric zero points, the scale's shape, Int8; `None` when symmetric.
+    pub zero_point: Option<Tensor>,
 }
 
 /// Scale (and zero point) of a quantizer, `[rows, G]` fp32.
@@ -201,19 +203,43 @@ pub fn quantize_rtn(
     strategy: Strategy,
     scale_kind: Kind,
 ) -> QuantizedWeight {
+    quantize_rtn_with(w, t, strategy, true, scale_kind)
+}
+
+/// Round-to-nearest quantization of `w` `[out, in]` with min-max qparams, symmetric or
+/// asymmetric (zero points as compressed-tensors computes them, see the module doc).
+pub fn quantize_rtn_with(
+    w: &Tensor,
+    t: WeightType,
+    strategy: Strategy,
+    symmetric: bool,
+    scale_kind: Kind,
+) -> QuantizedWeight {
     let w = w.to_kind(Kind::Float);
     let (out, inf) = (w.size()[0], w.size()[1]);
-    let qp = minmax_qparams(&w, t, strategy, true, scale_kind);
+    let qp = minmax_qparams(&w, t, strategy, symmetric, scale_kind);
     let s = expand_qparam(&qp.scale, strategy, out, inf, None);
+    let z = qp
+        .zero_point
+        .as_ref()
+        .map(|z| expand_qparam(z, strategy, out, inf, None));
     QuantizedWeight {
-        codes: quantize_codes(&w, &s, None, t),
+        codes: quantize_codes(&w, &s, z.as_ref(), t),
         scale: stored_scale(&qp.scale, strategy, scale_kind),
+        zero_point: qp
+            .zero_point
+            .as_ref()
+            .map(|z| stored_scale(z, strategy, Kind::Float).to_kind(Kind::Int8)),
     }
 }
 
 /// Dequantize codes back to fp32 `[out, in]`.
 pub fn dequantize(q: &QuantizedWeight, strategy: Strategy) -> Tensor {
     let (out, inf) = (q.codes.size()[0], q.codes.size()[1]);
-    q.codes.to_kind(Kind::Float)
-        * expand_qparam(&q.scale.to_kind(Kind::Float), strategy, out, inf, None)
+    let codes = q.codes.to_kind(Kind::Float);
+    let codes = match &q.zero_point {
+        Some(z) => codes - expand_qparam(&z.to_kind(Kind::Float), strategy, out, inf, None),
+        None => codes,
+    };
+    codes * expand_qparam(&q.scale.to_kind(Kind::Float), strategy, out, inf, None)
 }

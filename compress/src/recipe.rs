@@ -7,6 +7,8 @@
 //! | `w8a8-fp8` | RTN, fp8 e4m3 weights per channel (min-max), dynamic per-token fp8 activations, no data |
 //! | `w8a8-int8` | SmoothQuant α 0.8, then GPTQ int8 per channel symmetric (min-max), dynamic per-token int8 activations |
 //! | `w4a16` | GPTQ int4 symmetric, groups of 128, MSE-optimal clipping (grid 100, max-shrink 0.80, norm 2.4), group scales chosen at each group boundary during the sweep (paper-era) |
+//! | `w4a16-asym` | as `w4a16` with asymmetric weights (scale and zero point per group; the MSE search shrinks min and max together) |
+//! | `w8a16` | GPTQ int8 symmetric, groups of 128 (min-max), 16-bit activations (compressed-tensors' `W8A16`) |
 //!
 //! `lm_head` is never quantized.
 
@@ -38,6 +40,8 @@ pub struct Recipe {
     pub observer: Observer,
     pub algorithm: Algorithm,
     pub smoothquant: Option<SmoothQuantConfig>,
+    /// AWQ scale search before quantization ([`crate::awq`]); `None` for the presets.
+    pub awq: Option<crate::awq::AwqConfig>,
     /// Module names (suffix match) or `re:` regexes left unquantized, besides `lm_head`.
     pub ignore: Vec<String>,
 }
@@ -58,11 +62,19 @@ impl Recipe {
                 }),
                 Some(SmoothQuantConfig { alpha: 0.8 }),
             ),
-            SchemeName::W4A16 => (
+            SchemeName::W4A16 | SchemeName::W4A16Asym => (
                 Observer::MSE_PAPER,
                 Algorithm::Gptq(GptqConfig {
                     scale_update: ScaleUpdate::GroupBoundary,
                     actorder: ActOrder::None,
+                    true_sequential: true,
+                    ..GptqConfig::default()
+                }),
+                None,
+            ),
+            SchemeName::W8A16 => (
+                Observer::MinMax,
+                Algorithm::Gptq(GptqConfig {
                     true_sequential: true,
                     ..GptqConfig::default()
                 }),
@@ -78,13 +90,16 @@ impl Recipe {
             observer,
             algorithm,
             smoothquant,
+            awq: None,
             ignore: Vec::new(),
         })
     }
 
     /// Whether the recipe needs calibration data (GPTQ or SmoothQuant).
     pub fn needs_calibration(&self) -> bool {
-        matches!(self.algorithm, Algorithm::Gptq(_)) || self.smoothquant.is_some()
+        matches!(self.algorithm, Algorithm::Gptq(_))
+            || self.smoothquant.is_some()
+            || self.awq.is_some()
     }
 
     /// One line for logs and `quantlab_recipe.json`.
@@ -92,6 +107,12 @@ impl Recipe {
         let mut parts = Vec::new();
         if let Some(sq) = self.smoothquant {
             parts.push(format!("SmoothQuant α={}", sq.alpha));
+        }
+        if let Some(a) = self.awq {
+            parts.push(format!(
+                "AWQ grid {} duo-scaling {:?}",
+                a.n_grid, a.duo_scaling
+            ));
         }
         match self.algorithm {
             Algorithm::Rtn => parts.push("RTN".into()),

@@ -61,22 +61,24 @@
 //! - `scheme: PRESET` or `scheme: {PRESET: [Linear]}`, PRESET one of `W4A16` (int4 symmetric,
 //!   groups of 128, min-max), `W8A8` / `INT8` (int8 per channel, dynamic int8 per-token
 //!   activations), `FP8_DYNAMIC` (fp8 e4m3 per channel, dynamic fp8 per-token activations).
-//!   `W4A16_ASYM`, `W8A16` and `FP8` (static activations) are refused with the reason;
+//!   `W4A16_ASYM` (int4 asymmetric, groups of 128), `W8A16` (int8 symmetric, groups of 128);
+//!   `FP8` (static activations) is refused with the reason;
 //! - `config_groups: {group_0: {targets: [Linear], weights: {...}, input_activations: {...}}}`
 //!   with exactly one group. `weights`: `type` int|float, `num_bits` 4|8 (float: 8),
-//!   `symmetric: true`, `strategy` tensor|channel|group (with `group_size`; a missing strategy
+//!   `symmetric` (false = asymmetric int weights with zero points), `strategy` tensor|channel|group (with `group_size`; a missing strategy
 //!   is inferred from `group_size` as compressed-tensors does), `dynamic: false`, `actorder`,
 //!   `observer` (`minmax`, `memoryless_minmax`, `static_minmax` → [`Observer::MinMax`]; `mse`,
 //!   `memoryless_mse` → [`Observer::MSE_PEER`] with `observer_kwargs` `maxshrink`, `grid`,
 //!   `norm`, `patience` (`null` = no early stop) overriding it), `block_structure`,
-//!   `scale_dtype`, `zp_dtype` null. `input_activations`: null (weight-only) or `{num_bits: 8,
+//!   `scale_dtype` null, `zp_dtype` null (or `torch.int8` for asymmetric weights). `input_activations`: null (weight-only) or `{num_bits: 8,
 //!   type: <same as weights>, strategy: token, dynamic: true, symmetric: true}`.
 //!   `output_activations` null; `format`, if given, the compressed-tensors format we write.
 //!   The modifier-level `weight_observer` may name the weights observer instead.
 //!
-//! The combination must be one of our formats ([`SchemeName`]): int4 weight-only (`w4a16`), int8
-//! with int8 activations (`w8a8-int8`), fp8 with fp8 activations (`w8a8-fp8`); anything else
-//! (weight-only int8 or fp8, int4 with activations, zero points, grouped W8A8) is an error.
+//! The combination must be one of our formats ([`SchemeName`]): int4 weight-only (`w4a16`,
+//! `w4a16-asym`), int8 weight-only (`w8a16`), int8 with int8 activations (`w8a8-int8`), fp8 with
+//! fp8 activations (`w8a8-fp8`); anything else (weight-only fp8, int4 with activations) is an
+//! error.
 //! `group_size` (the CLI's `--group-size`) replaces the recipe's group size, and is an error when
 //! the recipe's weights are not grouped.
 //!
@@ -135,6 +137,7 @@ pub fn parse_recipe_str(
     let (prefix, modifiers) = find_modifiers(&cx, root)?;
 
     let mut smoothquant: Option<SmoothQuantConfig> = None;
+    let mut awq: Option<(String, crate::awq::AwqConfig)> = None;
     let mut quant: Option<(String, QuantParts)> = None;
     for (name, body) in modifiers {
         let path = join(&prefix, &name);
@@ -150,6 +153,29 @@ pub fn parse_recipe_str(
                 }
                 let sq: SmoothQuantYaml = cx.typed(&path, body)?;
                 smoothquant = Some(sq.resolve(&cx, &path)?);
+            }
+            "AWQModifier" => {
+                if let Some((q, _)) = &quant {
+                    return Err(cx.err(&path, format!("AWQModifier must come before {q}")));
+                }
+                if smoothquant.is_some() {
+                    return Err(cx.err(&path, "AWQModifier and SmoothQuantModifier both smooth the same norms; use one"));
+                }
+                let (cfg, rest) = awq_spec(&cx, &path, body)?;
+                awq = Some((name.clone(), cfg));
+                let common: QuantCommon = cx.typed(&path, rest)?;
+                if common.scheme.is_some() || common.config_groups.is_some() {
+                    // The older combined form: AWQModifier(scheme=..., targets=..., ignore=...)
+                    // quantizes too (round-to-nearest after smoothing).
+                    quant = Some((name.clone(), QuantParts { common, gptq: None }));
+                } else if common.targets.is_some() || common.ignore.is_some() {
+                    return Err(cx.err(
+                        &path,
+                        "`targets`/`ignore` without `scheme`: put them on the quantization modifier that follows",
+                    ));
+                } else {
+                    check_schedule(&cx, &path, &common.index, &common.group, &common.start, &common.end, &common.update)?;
+                }
             }
             "GPTQModifier" | "QuantizationModifier" => {
                 if let Some((q, _)) = &quant {
@@ -172,7 +198,7 @@ pub fn parse_recipe_str(
                 return Err(cx.err(
                     &path,
                     format!(
-                        "modifier {other} is not supported yet (supported: SmoothQuantModifier, GPTQModifier, QuantizationModifier)"
+                        "modifier {other} is not supported yet (supported: SmoothQuantModifier, AWQModifier, GPTQModifier, QuantizationModifier)"
                     ),
                 ))
             }
@@ -185,7 +211,62 @@ pub fn parse_recipe_str(
         ));
     };
     let qpath = join(&prefix, &qname);
-    resolve_quant(&cx, &qpath, parts, smoothquant, group_size)
+    let mut r = resolve_quant(&cx, &qpath, parts, smoothquant, group_size)?;
+    if let Some((aname, a)) = awq {
+        if r.scheme.activations.is_some() {
+            return Err(cx.err(
+                &join(&prefix, &aname),
+                "AWQ is for weight-only schemes (W4A16, W4A16_ASYM, W8A16)",
+            ));
+        }
+        r.awq = Some(a);
+    }
+    Ok(r)
+}
+
+/// Split `AWQModifier`'s own keys (`duo_scaling`, `n_grid`, `mappings`, `offload_device`) from
+/// the rest of its body.
+fn awq_spec(cx: &Cx, path: &str, body: Value) -> anyhow::Result<(crate::awq::AwqConfig, Value)> {
+    use crate::awq::{AwqConfig, DuoScaling};
+    let Value::Mapping(mut m) = body else {
+        return Err(cx.err(path, format!("expected a mapping, found {}", short(&body))));
+    };
+    let mut cfg = AwqConfig::default();
+    if let Some(v) = m.remove("duo_scaling") {
+        cfg.duo_scaling = match &v {
+            Value::Bool(true) => DuoScaling::On,
+            Value::Bool(false) => DuoScaling::Off,
+            Value::String(s) if s == "both" => DuoScaling::Both,
+            other => {
+                return Err(cx.err(
+                    &join(path, "duo_scaling"),
+                    format!("expected true, false or both, found {}", short(other)),
+                ))
+            }
+        };
+    }
+    if let Some(v) = m.remove("n_grid") {
+        cfg.n_grid = match v.as_u64() {
+            Some(n) if n >= 2 => n as usize,
+            _ => {
+                return Err(cx.err(
+                    &join(path, "n_grid"),
+                    format!("expected an integer ≥ 2, found {}", short(&v)),
+                ))
+            }
+        };
+    }
+    if let Some(v) = m.remove("mappings") {
+        if !v.is_null() {
+            return Err(cx.err(
+                &join(path, "mappings"),
+                "custom mappings are not supported; the Llama-family defaults are used (input_layernorm → q/k/v, v_proj → o_proj, post_attention_layernorm → gate/up, up_proj → down_proj)",
+            ));
+        }
+    }
+    // Where llm-compressor keeps cached activations; ours follow --offload-activations.
+    let _ = m.remove("offload_device");
+    Ok((cfg, Value::Mapping(m)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1039,13 +1120,16 @@ fn preset_spec(cx: &Cx, path: &str, name: &str) -> anyhow::Result<WeightSpec> {
         "W4A16" => Ok(spec(int(4), Strategy::Group(128), None)),
         "W8A8" | "INT8" => Ok(spec(int(8), Strategy::Channel, Some(int(8)))),
         "FP8_DYNAMIC" => Ok(spec(WeightType::Fp8E4M3, Strategy::Channel, Some(WeightType::Fp8E4M3))),
-        "W4A16_ASYM" => Err(cx.err(path, "W4A16_ASYM: asymmetric checkpoints not written yet (zero points); use W4A16")),
-        "W8A16" => Err(cx.err(path, "W8A16: 8-bit weight-only packing not written yet; use W8A8 or W4A16")),
+        "W4A16_ASYM" => Ok(WeightSpec {
+            symmetric: false,
+            ..spec(int(4), Strategy::Group(128), None)
+        }),
+        "W8A16" => Ok(spec(int(8), Strategy::Group(128), None)),
         "FP8" => Err(cx.err(
             path,
             "FP8: static per-tensor activation scales are not supported; use FP8_DYNAMIC (dynamic per-token activations)",
         )),
-        _ => Err(cx.err(path, format!("scheme `{name}` is not supported (supported presets: W4A16, W8A8, INT8, FP8_DYNAMIC)"))),
+        _ => Err(cx.err(path, format!("scheme `{name}` is not supported (supported presets: W4A16, W4A16_ASYM, W8A16, W8A8, INT8, FP8_DYNAMIC)"))),
     }
 }
 
@@ -1135,10 +1219,11 @@ fn check_null(cx: &Cx, path: &str, key: &str, v: &Option<Value>) -> anyhow::Resu
 /// `weights` of a config group.
 fn weights_spec(cx: &Cx, path: &str, a: &ArgsYaml) -> anyhow::Result<WeightSpec> {
     let ty = num_type(cx, path, a)?;
-    if a.symmetric == Some(false) {
+    let symmetric = a.symmetric != Some(false);
+    if !symmetric && ty == WeightType::Fp8E4M3 {
         return Err(cx.err(
             &join(path, "symmetric"),
-            "asymmetric checkpoints not written yet (zero points)",
+            "fp8 weights are symmetric (no zero point); use symmetric: true",
         ));
     }
     match &a.dynamic {
@@ -1155,7 +1240,19 @@ fn weights_spec(cx: &Cx, path: &str, a: &ArgsYaml) -> anyhow::Result<WeightSpec>
     }
     check_null(cx, path, "block_structure", &a.block_structure)?;
     check_null(cx, path, "scale_dtype", &a.scale_dtype)?;
-    check_null(cx, path, "zp_dtype", &a.zp_dtype)?;
+    match &a.zp_dtype {
+        None | Some(Value::Null) => {}
+        Some(Value::String(z)) if !symmetric && (z == "torch.int8" || z == "int8") => {}
+        Some(other) => {
+            return Err(cx.err(
+                &join(path, "zp_dtype"),
+                format!(
+                    "zero points are stored as int8 (null or torch.int8 for asymmetric weights), found {}",
+                    short(other)
+                ),
+            ))
+        }
+    }
     let gp = join(path, "group_size");
     let strategy = match (a.strategy.as_deref(), a.group_size) {
         (Some("group"), Some(g)) if g > 0 => Strategy::Group(g as usize),
@@ -1198,7 +1295,7 @@ fn weights_spec(cx: &Cx, path: &str, a: &ArgsYaml) -> anyhow::Result<WeightSpec>
     Ok(WeightSpec {
         ty,
         strategy,
-        symmetric: true,
+        symmetric,
         observer,
         actorder,
         activations: None,
@@ -1549,6 +1646,7 @@ fn resolve_quant(
         observer: spec.observer,
         algorithm,
         smoothquant,
+        awq: None,
         ignore,
     })
 }
@@ -1556,15 +1654,13 @@ fn resolve_quant(
 /// Which of our formats the spec is, or why it is none.
 fn scheme_name(cx: &Cx, spec: &WeightSpec) -> anyhow::Result<SchemeName> {
     match (spec.ty, spec.activations) {
+        (WeightType::Int { bits: 4 }, None) if !spec.symmetric => Ok(SchemeName::W4A16Asym),
         (WeightType::Int { bits: 4 }, None) => Ok(SchemeName::W4A16),
+        (WeightType::Int { bits: 8 }, None) => Ok(SchemeName::W8A16),
         (WeightType::Int { bits: 8 }, Some(WeightType::Int { bits: 8 })) => {
             Ok(SchemeName::W8A8Int8)
         }
         (WeightType::Fp8E4M3, Some(WeightType::Fp8E4M3)) => Ok(SchemeName::W8A8Fp8),
-        (WeightType::Int { bits: 8 }, None) => Err(cx.err(
-            &spec.path,
-            "int8 weight-only (W8A16): 8-bit packing not written yet",
-        )),
         (WeightType::Fp8E4M3, None) => Err(cx.err(
             &spec.path,
             "fp8 weight-only is not a format we write yet (use FP8_DYNAMIC)",

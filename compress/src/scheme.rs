@@ -5,9 +5,13 @@
 //! | `w8a8-fp8` | fp8 e4m3, per output channel, static | fp8 e4m3, per token, dynamic | `float-quantized` |
 //! | `w8a8-int8` | int8 symmetric, per output channel | int8 symmetric, per token, dynamic | `int-quantized` |
 //! | `w4a16` | int4 symmetric, groups of 128 along the input | 16-bit | `pack-quantized` |
+//! | `w4a16-asym` | int4 asymmetric (zero points), groups of 128 | 16-bit | `pack-quantized` |
+//! | `w8a16` | int8 symmetric, groups of 128 | 16-bit | `pack-quantized` (4 per int32) |
 //!
 //! The `quantization_config` written for each mirrors llm-compressor 0.14's output for the same
 //! preset (`reference/llmcompressor/*/config.json`), so vLLM and transformers load our checkpoints.
+//! `w8a16` and `w4a16-asym` are compressed-tensors' `W8A16` and `W4A16_ASYM` preset schemes
+//! (`quantization/quant_scheme.py`); they are not in the paper.
 
 use serde_json::json;
 use std::fmt;
@@ -18,12 +22,19 @@ pub enum SchemeName {
     W8A8Fp8,
     W8A8Int8,
     W4A16,
+    W4A16Asym,
+    W8A16,
 }
 
 impl SchemeName {
-    /// All presets, in the order `--help` lists them (`w8a16` and asymmetric variants need
-    /// 8-bit packing and zero points: issue 3).
-    pub const ALL: [SchemeName; 3] = [SchemeName::W8A8Fp8, SchemeName::W8A8Int8, SchemeName::W4A16];
+    /// All presets, in the order `--help` lists them.
+    pub const ALL: [SchemeName; 5] = [
+        SchemeName::W8A8Fp8,
+        SchemeName::W8A8Int8,
+        SchemeName::W4A16,
+        SchemeName::W4A16Asym,
+        SchemeName::W8A16,
+    ];
 
     /// The CLI spelling.
     pub fn as_str(&self) -> &'static str {
@@ -31,6 +42,8 @@ impl SchemeName {
             SchemeName::W8A8Fp8 => "w8a8-fp8",
             SchemeName::W8A8Int8 => "w8a8-int8",
             SchemeName::W4A16 => "w4a16",
+            SchemeName::W4A16Asym => "w4a16-asym",
+            SchemeName::W8A16 => "w8a16",
         }
     }
 
@@ -125,6 +138,24 @@ impl Scheme {
                 observer: "memoryless_mse",
                 actorder: crate::gptq::ActOrder::None,
             },
+            SchemeName::W4A16Asym => Scheme {
+                name,
+                weight: WeightType::Int { bits: 4 },
+                strategy: Strategy::Group(group_size.unwrap_or(128)),
+                activations: None,
+                symmetric: false,
+                observer: "memoryless_mse",
+                actorder: crate::gptq::ActOrder::None,
+            },
+            SchemeName::W8A16 => Scheme {
+                name,
+                weight: WeightType::Int { bits: 8 },
+                strategy: Strategy::Group(group_size.unwrap_or(128)),
+                activations: None,
+                symmetric: true,
+                observer: "memoryless_minmax",
+                actorder: crate::gptq::ActOrder::None,
+            },
         };
         if let Some(g) = group_size {
             if !matches!(s.strategy, Strategy::Group(_)) {
@@ -171,7 +202,8 @@ impl Scheme {
             "strategy": strategy,
             "symmetric": symmetric,
             "type": kind,
-            "zp_dtype": null
+            // compressed-tensors serializes zp_dtype only for asymmetric args (int8 for ints).
+            "zp_dtype": if symmetric { serde_json::Value::Null } else { json!("torch.int8") }
         })
     }
 

@@ -19,7 +19,6 @@
 //! Hessians + one batch of activations.
 
 use crate::gptq::{gptq_quantize, GptqOutput, Hessian, WeightQuant};
-use crate::pack::pack_int4;
 use crate::pipeline::{check_group_divisibility, CompressSummary, LAYER_LINEARS};
 use crate::quantize::{expand_qparam, quantize_codes, stored_scale, QParams};
 use crate::recipe::{Algorithm, Recipe};
@@ -72,6 +71,27 @@ pub struct LayerReport {
     pub hessian_s: f64,
     /// Seconds spent in GPTQ / RTN (observers included).
     pub quantize_s: f64,
+    /// AWQ scale search per mapping (empty without AWQ).
+    #[serde(default)]
+    pub awq: Vec<AwqRecord>,
+    /// Seconds spent in AWQ's scale search.
+    #[serde(default)]
+    pub awq_s: f64,
+}
+
+/// One AWQ mapping of a layer: which op was smoothed, the grid point chosen and the parent
+/// module's output MSE with the first grid point (identity scales) and with the chosen one.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Default)]
+pub struct AwqRecord {
+    /// The smoothed op, e.g. `model.layers.0.input_layernorm`.
+    pub smooth: String,
+    pub ratio: f64,
+    pub duo_scaling: bool,
+    pub initial_loss: f64,
+    pub best_loss: f64,
+    /// Every grid point's loss, in grid order.
+    #[serde(default)]
+    pub grid_losses: Vec<f64>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -197,33 +217,17 @@ fn checkpoint_tensors(
         zero_point: qp.zero_point.as_ref().map(|z| z.to_device(Device::Cpu)),
     };
     let qp = &qp;
-    let mut tensors = Vec::new();
-    match (scheme.weight, scheme.format()) {
-        (WeightType::Int { bits: 4 }, "pack-quantized") => {
-            tensors.push((
-                "weight_packed".to_string(),
-                pack_int4(&codes).with_context(|| format!("{prefix}: packing"))?,
-            ));
-            tensors.push((
-                "weight_scale".to_string(),
-                stored_scale(&qp.scale, scheme.strategy, scale_kind),
-            ));
-            tensors.push(("weight_shape".to_string(), Tensor::from_slice(&[out, inf])));
-        }
-        (WeightType::Int { bits }, "pack-quantized") => {
-            bail!("{prefix}: packing {bits}-bit weights is not supported (only 4-bit)")
-        }
-        _ => {
-            tensors.push(("weight".to_string(), codes));
-            tensors.push((
-                "weight_scale".to_string(),
-                stored_scale(&qp.scale, scheme.strategy, scale_kind),
-            ));
-        }
-    }
-    if qp.zero_point.is_some() {
-        bail!("{prefix}: asymmetric checkpoints are not written yet");
-    }
+    let zp_stored = qp
+        .zero_point
+        .as_ref()
+        .map(|z| stored_scale(z, scheme.strategy, Kind::Float).to_kind(Kind::Int8));
+    let mut tensors = crate::pack::linear_tensors(
+        scheme,
+        &codes,
+        stored_scale(&qp.scale, scheme.strategy, scale_kind),
+        zp_stored.as_ref(),
+    )
+    .with_context(|| format!("{prefix}: packing"))?;
     if let Some(g) = g_idx {
         tensors.push((
             "weight_g_idx".to_string(),
@@ -566,21 +570,44 @@ fn apply_saved(
         };
         let lin = linear_mut(layer, l);
         let (out, inf) = (lin.weight.size()[0], lin.weight.size()[1]);
-        let codes = match get(&format!("{p}.weight_packed")) {
-            Some(pk) => quantlab_model::quant::unpack_int4(&pk, inf),
+        let bits = match recipe.scheme.weight {
+            WeightType::Int { bits } => bits,
+            WeightType::Fp8E4M3 => 8,
+        };
+        let packed = get(&format!("{p}.weight_packed"));
+        let codes = match &packed {
+            Some(pk) => quantlab_model::quant::unpack_bits(pk, bits, inf),
             None => get(&format!("{p}.weight")).context("saved layer lacks its weight")?,
         };
         let g_idx = get(&format!("{p}.weight_g_idx")).map(|g| g.to_kind(Kind::Int64));
-        let sc = scale.to_kind(Kind::Float);
-        let sc = if recipe.scheme.strategy == Strategy::Tensor {
-            sc.reshape([1, 1])
-        } else {
-            sc
+        let as_2d = |t: Tensor| {
+            let t = t.to_kind(Kind::Float);
+            if recipe.scheme.strategy == Strategy::Tensor {
+                t.reshape([1, 1])
+            } else {
+                t
+            }
         };
-        let s = expand_qparam(&sc, recipe.scheme.strategy, out, inf, g_idx.as_ref());
-        lin.weight = (codes.to_kind(Kind::Float) * s)
-            .to_kind(ck)
-            .to_device(device);
+        let s = expand_qparam(
+            &as_2d(scale),
+            recipe.scheme.strategy,
+            out,
+            inf,
+            g_idx.as_ref(),
+        );
+        let codes = codes.to_kind(Kind::Float);
+        let codes = match get(&format!("{p}.weight_zero_point")) {
+            Some(z) => {
+                let z = if packed.is_some() {
+                    quantlab_model::quant::unpack_bits(&z.tr(), bits, out).tr()
+                } else {
+                    z
+                };
+                codes - expand_qparam(&as_2d(z), recipe.scheme.strategy, out, inf, g_idx.as_ref())
+            }
+            None => codes,
+        };
+        lin.weight = (codes * s).to_kind(ck).to_device(device);
         lin.act_quant = act;
     }
     Ok(())
@@ -868,6 +895,13 @@ fn compress_layer(
     let gu = ["mlp.gate_proj", "mlp.up_proj"];
     let new_h = |n: i64| gptq.then(|| Hessian::new(n, Kind::Float, device));
 
+    if let Some(awq) = recipe.awq {
+        let t = Instant::now();
+        awq_smooth_layer(
+            layer, &prefix, cfg, batches, rope, recipe, &awq, device, &mut ctx,
+        )?;
+        ctx.rep.awq_s += t.elapsed().as_secs_f64();
+    }
     let true_sequential = match recipe.algorithm {
         Algorithm::Gptq(g) => g.true_sequential,
         Algorithm::Rtn => true,
@@ -962,6 +996,227 @@ fn compress_layer(
         b.x = (hres + layer.down.forward(&m.to_device(device))).to_device(store);
     }
     Ok((ctx.rep, ctx.out_tensors))
+}
+
+/// Mean squared error between two lists of outputs (fp32 accumulation), as llm-compressor's
+/// `AWQModifier._compute_loss`: the sum of squared differences over every element of every batch,
+/// divided by the number of elements.
+fn mse(a: &[Tensor], b: &[Tensor], device: Device) -> f64 {
+    let mut sum = 0.0;
+    let mut n = 0i64;
+    for (x, y) in a.iter().zip(b) {
+        let d = x.to_device(device).to_kind(Kind::Float) - y.to_device(device).to_kind(Kind::Float);
+        sum += d.square().sum(Kind::Double).double_value(&[]);
+        n += d.numel() as i64;
+    }
+    sum / n.max(1) as f64
+}
+
+/// AWQ (see [`crate::awq`]) on one decoder layer, before it is quantized: one forward pass of the
+/// unquantized layer caches the inputs of the four Linear groups and their mean |activation| per
+/// channel; then, in llm-compressor's mapping order, input_layernorm → q/k/v (parent: the
+/// attention block up to o_proj's output), v_proj → o_proj (only when v_proj's outputs are
+/// o_proj's inputs, i.e. without grouped-query attention), post_attention_layernorm → gate/up
+/// (parent: the MLP) and up_proj → down_proj, the best scales are searched and folded in. The
+/// smoothed norms go to the checkpoint.
+#[allow(clippy::too_many_arguments)]
+fn awq_smooth_layer(
+    layer: &mut DecoderLayer,
+    prefix: &str,
+    cfg: &LlamaConfig,
+    batches: &[Batch],
+    rope: &mut Rope,
+    recipe: &Recipe,
+    awq: &crate::awq::AwqConfig,
+    device: Device,
+    ctx: &mut StageCtx,
+) -> Result<()> {
+    use crate::awq::{scaled_fake_quant, search, weight_means};
+    let ck = ctx.ck;
+    let store = batches.first().map_or(Device::Cpu, |b| b.x.device());
+    // 1. Cache the Linear inputs of the unquantized layer and their |x| sums per channel.
+    let mut cache: [Vec<Tensor>; 4] = Default::default();
+    let mut sums: [Option<Tensor>; 4] = Default::default();
+    let mut count = 0i64;
+    let mut rope_of = Vec::with_capacity(batches.len());
+    for b in batches {
+        let x = b.x.to_device(device);
+        let (bs, t) = (x.size()[0], x.size()[1]);
+        let (cos, sin) = rope.get(bs, t);
+        count += bs * t;
+        let _ = layer.forward(cfg, &x, &cos, &sin, None, None, &mut |site, a| {
+            let i = match site {
+                Site::Qkv => 0,
+                Site::O => 1,
+                Site::GateUp => 2,
+                Site::Down => 3,
+            };
+            let s = a
+                .abs()
+                .to_kind(Kind::Float)
+                .reshape([-1, a.size()[2]])
+                .sum_dim_intlist([0i64].as_slice(), false, Kind::Float);
+            sums[i] = Some(match sums[i].take() {
+                None => s,
+                Some(t) => t + s,
+            });
+            cache[i].push(a.to_device(store));
+        });
+        rope_of.push((cos, sin));
+    }
+    let x_mean = |i: usize| -> Tensor {
+        sums[i].as_ref().expect("at least one calibration batch") / count.max(1) as f64
+    };
+    let scheme = &recipe.scheme;
+    let sfq = |w: &Tensor, s: &Tensor| {
+        scaled_fake_quant(
+            w,
+            s,
+            scheme.weight,
+            scheme.strategy,
+            scheme.symmetric,
+            Kind::BFloat16,
+        )
+        .to_kind(ck)
+    };
+    let duo = awq.duo_scaling != crate::awq::DuoScaling::Off;
+    let quantized = |m: &str| ctx.quantize_set.contains(&format!("{prefix}.{m}"));
+    let mut records = Vec::new();
+
+    // 2a. input_layernorm -> q/k/v; parent output: o_proj(attention(x)).
+    let qkv = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"];
+    if qkv.iter().all(|m| quantized(m)) {
+        let run = |l: &DecoderLayer| -> Vec<Tensor> {
+            cache[0]
+                .iter()
+                .zip(&rope_of)
+                .map(|(hn, (c, s))| {
+                    let hn = hn.to_device(device);
+                    l.o.forward(&l.attention(cfg, &hn, c, s, None, None))
+                        .to_device(store)
+                })
+                .collect()
+        };
+        let fp = run(layer);
+        let orig: Vec<Tensor> = qkv
+            .iter()
+            .map(|m| linear_mut(layer, m).weight.copy())
+            .collect();
+        let wm = duo.then(|| weight_means(&orig.iter().collect::<Vec<_>>(), scheme.strategy));
+        let best = search(awq, &x_mean(0), wm.as_ref(), |s| {
+            for (m, w) in qkv.iter().zip(&orig) {
+                linear_mut(layer, m).weight = sfq(w, s);
+            }
+            Ok(mse(&run(layer), &fp, device))
+        })?;
+        for (m, w) in qkv.iter().zip(&orig) {
+            linear_mut(layer, m).weight =
+                (w.to_kind(Kind::Float) * best.scales.view([1, -1])).to_kind(ck);
+        }
+        let nb = (layer.input_norm.to_kind(Kind::Float) / &best.scales).to_kind(Kind::BFloat16);
+        layer.input_norm = nb.to_kind(ck);
+        ctx.out_tensors.push((
+            format!("{prefix}.input_layernorm.weight"),
+            nb.to_device(Device::Cpu),
+        ));
+        records.push(record(format!("{prefix}.input_layernorm"), &best));
+    }
+
+    // 2b. v_proj -> o_proj, when the shapes allow it (no grouped-query attention).
+    let (v_out, o_in) = (layer.v.weight.size()[0], layer.o.weight.size()[1]);
+    if v_out == o_in && quantized("self_attn.o_proj") && quantized("self_attn.v_proj") {
+        let run = |l: &DecoderLayer| -> Vec<Tensor> {
+            cache[1]
+                .iter()
+                .map(|a| l.o.forward(&a.to_device(device)).to_device(store))
+                .collect()
+        };
+        let fp = run(layer);
+        let orig = layer.o.weight.copy();
+        let wm = duo.then(|| weight_means(&[&orig], scheme.strategy));
+        let best = search(awq, &x_mean(1), wm.as_ref(), |s| {
+            layer.o.weight = sfq(&orig, s);
+            Ok(mse(&run(layer), &fp, device))
+        })?;
+        layer.o.weight = (orig.to_kind(Kind::Float) * best.scales.view([1, -1])).to_kind(ck);
+        layer.v.weight =
+            (layer.v.weight.to_kind(Kind::Float) / best.scales.view([-1, 1])).to_kind(ck);
+        if let Some(b) = layer.v.bias.as_mut() {
+            *b = (b.to_kind(Kind::Float) / &best.scales).to_kind(ck);
+        }
+        records.push(record(format!("{prefix}.self_attn.v_proj"), &best));
+    }
+
+    // 2c. post_attention_layernorm -> gate/up; parent output: the MLP's.
+    let gu = ["mlp.gate_proj", "mlp.up_proj"];
+    if gu.iter().all(|m| quantized(m)) {
+        let run = |l: &DecoderLayer| -> Vec<Tensor> {
+            cache[2]
+                .iter()
+                .map(|hn| {
+                    let hn = hn.to_device(device);
+                    l.down.forward(&l.mlp_hidden(&hn)).to_device(store)
+                })
+                .collect()
+        };
+        let fp = run(layer);
+        let orig: Vec<Tensor> = gu
+            .iter()
+            .map(|m| linear_mut(layer, m).weight.copy())
+            .collect();
+        let wm = duo.then(|| weight_means(&orig.iter().collect::<Vec<_>>(), scheme.strategy));
+        let best = search(awq, &x_mean(2), wm.as_ref(), |s| {
+            for (m, w) in gu.iter().zip(&orig) {
+                linear_mut(layer, m).weight = sfq(w, s);
+            }
+            Ok(mse(&run(layer), &fp, device))
+        })?;
+        for (m, w) in gu.iter().zip(&orig) {
+            linear_mut(layer, m).weight =
+                (w.to_kind(Kind::Float) * best.scales.view([1, -1])).to_kind(ck);
+        }
+        let nb = (layer.post_norm.to_kind(Kind::Float) / &best.scales).to_kind(Kind::BFloat16);
+        layer.post_norm = nb.to_kind(ck);
+        ctx.out_tensors.push((
+            format!("{prefix}.post_attention_layernorm.weight"),
+            nb.to_device(Device::Cpu),
+        ));
+        records.push(record(format!("{prefix}.post_attention_layernorm"), &best));
+    }
+
+    // 2d. up_proj -> down_proj; parent output: down_proj's.
+    if quantized("mlp.down_proj") && quantized("mlp.up_proj") {
+        let run = |l: &DecoderLayer| -> Vec<Tensor> {
+            cache[3]
+                .iter()
+                .map(|m| l.down.forward(&m.to_device(device)).to_device(store))
+                .collect()
+        };
+        let fp = run(layer);
+        let orig = layer.down.weight.copy();
+        let wm = duo.then(|| weight_means(&[&orig], scheme.strategy));
+        let best = search(awq, &x_mean(3), wm.as_ref(), |s| {
+            layer.down.weight = sfq(&orig, s);
+            Ok(mse(&run(layer), &fp, device))
+        })?;
+        layer.down.weight = (orig.to_kind(Kind::Float) * best.scales.view([1, -1])).to_kind(ck);
+        layer.up.weight =
+            (layer.up.weight.to_kind(Kind::Float) / best.scales.view([-1, 1])).to_kind(ck);
+        records.push(record(format!("{prefix}.mlp.up_proj"), &best));
+    }
+    ctx.rep.awq = records;
+    Ok(())
+}
+
+fn record(smooth: String, s: &crate::awq::Search) -> AwqRecord {
+    AwqRecord {
+        smooth,
+        ratio: s.ratio,
+        duo_scaling: s.duo,
+        initial_loss: s.initial_loss,
+        best_loss: s.best_loss,
+        grid_losses: s.losses.clone(),
+    }
 }
 
 /// What `quantlab compress` asks for beyond the recipe.

@@ -92,7 +92,54 @@ fn int4_packing_layout_low_bits_first_with_offset() {
     assert_eq!(codes(&p), vec![0x76543210i64, 0xFEDCBA98u32 as i32 as i64]);
     let back = quantlab_model::quant::unpack_int4(&p, 16);
     assert_eq!(codes(&back), codes(&c));
-    assert!(pack_int4(&Tensor::zeros([2, 12], (Kind::Int8, tch::Device::Cpu))).is_err());
+    // Out of range codes are refused; a width that is not a multiple of 8 packs densely.
+    assert!(pack_int4(&Tensor::from_slice(&[8i8]).view([1, 1])).is_err());
+    assert_eq!(
+        pack_int4(&Tensor::zeros([2, 12], (Kind::Int8, tch::Device::Cpu)))
+            .unwrap()
+            .size(),
+        [2, 2]
+    );
+}
+
+/// `pack_bits` and `unpack_bits` against compressed-tensors 0.19.0's `pack_to_int32` on the cases
+/// of `tests/fixtures/ct_pack.json` (2, 3, 4, 5 and 8 bits; widths that straddle words; packed
+/// along dim 1 as weights and along dim 0 as zero points), made by `tests/fixtures/make_ct_pack.py`.
+#[test]
+fn dense_packing_matches_compressed_tensors() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ct_pack.json");
+    let f: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let cases = f["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 15);
+    let mat = |v: &serde_json::Value| -> (Vec<i64>, i64, i64) {
+        let rows = v.as_array().unwrap();
+        let cols = rows[0].as_array().unwrap().len() as i64;
+        let flat: Vec<i64> = rows
+            .iter()
+            .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()))
+            .collect();
+        (flat, rows.len() as i64, cols)
+    };
+    for c in cases {
+        let bits = c["bits"].as_u64().unwrap() as u32;
+        let (vals, r, k) = mat(&c["values"]);
+        let (want, pr, pk) = mat(&c["packed"]);
+        let v = Tensor::from_slice(&vals).view([r, k]).to_kind(Kind::Int8);
+        let (got, back) = if c["packed_dim"] == 0 {
+            let p = quantlab_compress::pack::pack_zero_point(&v, bits).unwrap();
+            let b = quantlab_model::quant::unpack_bits(&p.tr(), bits, r).tr();
+            (p, b)
+        } else {
+            let p = quantlab_compress::pack::pack_bits(&v, bits).unwrap();
+            let b = quantlab_model::quant::unpack_bits(&p, bits, k);
+            (p, b)
+        };
+        assert_eq!(got.kind(), Kind::Int);
+        assert_eq!(got.size(), [pr, pk], "{bits} bits, shape");
+        assert_eq!(codes(&got), want, "{bits} bits, dim {}", c["packed_dim"]);
+        assert_eq!(codes(&back), vals, "{bits} bits unpacked");
+    }
 }
 
 #[test]

@@ -356,20 +356,47 @@ fn wrong_value_types_name_the_key() {
     );
 }
 
+/// llm-compressor's AWQ recipes: the older combined form (`AWQModifier` with `scheme`) and the
+/// 0.14 form (`AWQModifier` then `QuantizationModifier`).
+#[test]
+fn awq_recipes() {
+    use quantlab_compress::awq::{AwqConfig, DuoScaling};
+    let r = parse_recipe_file(&fixture("awq.yaml"), None).unwrap();
+    assert_eq!(r.scheme.name, SchemeName::W4A16Asym);
+    assert!(!r.scheme.symmetric);
+    assert_eq!(r.algorithm, Algorithm::Rtn);
+    assert_eq!(r.observer, Observer::MinMax);
+    assert_eq!(r.awq, Some(AwqConfig::default()));
+    assert!(r.needs_calibration());
+    let r = parse(
+        "AWQModifier: {duo_scaling: both, n_grid: 10}\nQuantizationModifier: {targets: Linear, scheme: W4A16, ignore: [lm_head]}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        r.awq,
+        Some(AwqConfig {
+            n_grid: 10,
+            duo_scaling: DuoScaling::Both
+        })
+    );
+    assert_eq!(r.scheme.name, SchemeName::W4A16);
+    // Errors name the key.
+    let e = fails("QuantizationModifier: {scheme: W4A16}\nAWQModifier: {}\n");
+    assert_has(&e, &["AWQModifier must come before QuantizationModifier"]);
+    let e = fails("AWQModifier: {duo_scaling: maybe, scheme: W4A16}\n");
+    assert_has(&e, &["AWQModifier.duo_scaling", "true, false or both"]);
+    let e = fails("AWQModifier: {mappings: [[a, [b]]], scheme: W4A16}\n");
+    assert_has(&e, &["AWQModifier.mappings", "not supported"]);
+    let e = fails("AWQModifier: {ignore: [lm_head]}\nQuantizationModifier: {scheme: W4A16}\n");
+    assert_has(&e, &["put them on the quantization modifier"]);
+    let e = fails("AWQModifier: {}\nQuantizationModifier: {scheme: FP8_DYNAMIC}\n");
+    assert_has(&e, &["AWQ is for weight-only schemes"]);
+    let e = fails("AWQModifier: {n_grid: 1, scheme: W4A16}\n");
+    assert_has(&e, &["AWQModifier.n_grid"]);
+}
+
 #[test]
 fn unknown_modifier_is_not_supported_yet() {
-    let e = format!(
-        "{:#}",
-        parse_recipe_file(&fixture("awq.yaml"), None).unwrap_err()
-    );
-    assert_has(
-        &e,
-        &[
-            "awq.yaml",
-            "default_stage.default_modifiers.AWQModifier",
-            "AWQModifier is not supported yet",
-        ],
-    );
     let e = fails("SparseGPTModifier: {sparsity: 0.5}");
     assert_has(&e, &["SparseGPTModifier is not supported yet"]);
 }
@@ -377,32 +404,21 @@ fn unknown_modifier_is_not_supported_yet() {
 #[test]
 fn unsupported_schemes_say_why() {
     for (scheme, why) in [
-        ("W4A16_ASYM", "asymmetric checkpoints not written yet"),
-        ("W8A16", "8-bit weight-only packing not written yet"),
         ("FP8", "static per-tensor activation"),
         ("NVFP4", "scheme `NVFP4` is not supported"),
     ] {
         let e = fails(&format!("GPTQModifier: {{scheme: {scheme}}}"));
         assert_has(&e, &["recipe.yaml: GPTQModifier.scheme", why]);
     }
-    // The same formats spelt as config groups.
+    // Asymmetric fp8 and a zero-point dtype other than int8 are refused.
     let e = fails(
-        "GPTQModifier:\n  config_groups:\n    g: {weights: {num_bits: 8, strategy: channel}}\n",
+        "QuantizationModifier:\n  config_groups:\n    g:\n      weights: {num_bits: 8, type: float, strategy: channel, symmetric: false}\n      input_activations: {num_bits: 8, type: float, strategy: token, dynamic: true}\n",
     );
-    assert_has(
-        &e,
-        &["GPTQModifier.config_groups.g.weights", "int8 weight-only"],
-    );
+    assert_has(&e, &["weights.symmetric", "fp8 weights are symmetric"]);
     let e = fails(
-        "GPTQModifier:\n  config_groups:\n    g:\n      weights: {num_bits: 4, group_size: 128, symmetric: false}\n",
+        "GPTQModifier:\n  config_groups:\n    g:\n      weights: {num_bits: 4, group_size: 128, symmetric: false, zp_dtype: torch.float16}\n",
     );
-    assert_has(
-        &e,
-        &[
-            "weights.symmetric",
-            "asymmetric checkpoints not written yet",
-        ],
-    );
+    assert_has(&e, &["weights.zp_dtype", "int8"]);
     let e = fails(
         "GPTQModifier:
   config_groups:
@@ -553,4 +569,37 @@ fn recipe_structure_errors() {
     assert_has(&e, &["recipe.yaml: invalid YAML"]);
     let e = fails("GPTQModifier:\n  config_groups:\n    g: {weights: {num_bits: 4, group_size: 64, actorder: group}}\n  actorder: static\n");
     assert_has(&e, &["GPTQModifier.actorder", "contradicts"]);
+}
+
+/// compressed-tensors' `W4A16_ASYM` and `W8A16` presets, by name and as config groups.
+#[test]
+fn weight_only_asym_and_int8_presets() {
+    let parse = |y: &str| parse(y).unwrap();
+    let r = parse("GPTQModifier: {scheme: W4A16_ASYM}\n");
+    assert_eq!(r.scheme.name, SchemeName::W4A16Asym);
+    assert_eq!(r.scheme.weight, WeightType::Int { bits: 4 });
+    assert_eq!(r.scheme.strategy, Strategy::Group(128));
+    assert!(!r.scheme.symmetric);
+    let qc = r.scheme.quantization_config(&[]);
+    let w = &qc["config_groups"]["group_0"]["weights"];
+    assert_eq!(w["symmetric"], false);
+    assert_eq!(w["zp_dtype"], "torch.int8");
+    assert_eq!(qc["format"], "pack-quantized");
+    let r = parse("GPTQModifier: {scheme: W8A16}\n");
+    assert_eq!(r.scheme.name, SchemeName::W8A16);
+    assert_eq!(r.scheme.weight, WeightType::Int { bits: 8 });
+    assert_eq!(r.scheme.strategy, Strategy::Group(128));
+    assert!(r.scheme.symmetric);
+    assert_eq!(r.scheme.activations, None);
+    assert_eq!(r.scheme.format(), "pack-quantized");
+    let r = parse(
+        "GPTQModifier:\n  config_groups:\n    g:\n      weights: {num_bits: 4, group_size: 64, symmetric: false, zp_dtype: torch.int8}\n",
+    );
+    assert_eq!(r.scheme.name, SchemeName::W4A16Asym);
+    assert_eq!(r.scheme.strategy, Strategy::Group(64));
+    let r = parse(
+        "GPTQModifier:\n  config_groups:\n    g: {weights: {num_bits: 8, strategy: channel}}\n",
+    );
+    assert_eq!(r.scheme.name, SchemeName::W8A16);
+    assert_eq!(r.scheme.strategy, Strategy::Channel);
 }

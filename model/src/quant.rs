@@ -6,9 +6,11 @@
 //! Formats read (compressed-tensors 0.19, `quantization_config.format` per config group):
 //! - `float-quantized`: `weight` F8_E4M3 `[out, in]`, `weight_scale` `[out, 1]` (channel) or `[1]`.
 //! - `int-quantized`: `weight` I8 `[out, in]`, `weight_scale` `[out, 1]`, optional `weight_zero_point`.
-//! - `pack-quantized`: `weight_packed` I32 `[out, in/8]` (eight 4-bit values per int32, low bits
-//!   first, stored with a +8 offset), `weight_scale` `[out, in/group]`, `weight_shape` I64 `[2]`,
-//!   optional `weight_g_idx` I32 `[in]` (act-order).
+//! - `pack-quantized`: `weight_packed` I32 `[out, ceil(in·b/32)]` (b = 1..8 bits, dense, low bits
+//!   first, stored with a +2^(b-1) offset; eight 4-bit or four 8-bit values per int32),
+//!   `weight_scale` `[out, in/group]` or `[out, 1]`, `weight_shape` I64 `[2]`, optional
+//!   `weight_g_idx` I32 `[in]` (act-order), and for asymmetric weights `weight_zero_point` I32
+//!   `[ceil(out·b/32), G]` packed the same way along the output dimension.
 //!   Dequantization: `w = (q - zero_point) * scale`, `scale` broadcast over its group.
 
 use crate::error::{ModelError, Result};
@@ -167,17 +169,48 @@ pub fn fake_quant_per_token(x: &Tensor, q: ActQuant) -> Tensor {
     }
 }
 
-/// Unpack `[out, in/8]` int32 into `[out, in]` int values in `[-8, 7]` (low nibble first, +8 offset).
+/// Unpack `[rows, words]` int32 (compressed-tensors `pack-quantized`, packed along dim 1) into
+/// `[rows, cols]` int64 signed `b`-bit values: element `i` of a row sits at global bits
+/// `[i·b, i·b + b)` of its row, lowest bit first, stored with a `+2^(b-1)` offset (the inverse of
+/// compressed-tensors 0.19 `pack_to_int32` / `unpack_from_int32`). Word-aligned widths (1, 2, 4,
+/// 8 bits) are unpacked with tensor ops; 3, 5, 6 and 7 bits, whose values straddle words, on the
+/// host. The caller checks `words · 32 ≥ cols · b`.
+pub fn unpack_bits(packed: &Tensor, bits: u32, cols: i64) -> Tensor {
+    let offset = 1i64 << (bits - 1);
+    let rows = packed.size()[0];
+    if 32 % bits == 0 {
+        let per = 32 / bits as i64;
+        let shifts: Vec<i64> = (0..per).map(|i| i * bits as i64).collect();
+        let shifts = Tensor::from_slice(&shifts).view([1, 1, per]);
+        let p = packed.to_kind(Kind::Int64).bitwise_and(0xFFFF_FFFFi64);
+        let v = p
+            .unsqueeze(-1)
+            .bitwise_right_shift(&shifts)
+            .bitwise_and((1i64 << bits) - 1);
+        return (v.reshape([rows, -1]) - offset).narrow(1, 0, cols);
+    }
+    let words = packed.size()[1] as usize;
+    let flat: Vec<i32> =
+        Vec::<i32>::try_from(packed.to_kind(Kind::Int).contiguous().view([-1])).unwrap_or_default();
+    let mask = (1u64 << bits) - 1;
+    let mut out = Vec::with_capacity((rows * cols) as usize);
+    for r in 0..rows as usize {
+        let row = &flat[r * words..(r + 1) * words];
+        for i in 0..cols as usize {
+            let bit = i * bits as usize;
+            let (w, off) = (bit / 32, bit % 32);
+            let lo = row[w] as u32 as u64;
+            let hi = row.get(w + 1).map_or(0, |x| *x as u32 as u64);
+            let u = ((lo | (hi << 32)) >> off) & mask;
+            out.push(u as i64 - offset);
+        }
+    }
+    Tensor::from_slice(&out).view([rows, cols])
+}
+
+/// Unpack int4 `[out, ceil(in/8)]` int32 into `[out, in]` values in `[-8, 7]` ([`unpack_bits`]).
 pub fn unpack_int4(packed: &Tensor, in_features: i64) -> Tensor {
-    let p = packed.to_kind(Kind::Int64);
-    let shifts = Tensor::from_slice(&[0i64, 4, 8, 12, 16, 20, 24, 28]);
-    let out = p.size()[0];
-    let nib = p
-        .unsqueeze(-1)
-        .bitwise_right_shift(&shifts.view([1, 1, 8]))
-        .bitwise_and(0xF);
-    let vals = nib.reshape([out, -1]) - 8;
-    vals.narrow(1, 0, in_features)
+    unpack_bits(packed, 4, in_features)
 }
 
 /// Load the linear `prefix` (e.g. `model.layers.0.self_attn.q_proj`) from `w`, dequantized to
@@ -229,17 +262,22 @@ pub fn load_linear(
                     })
                 }
             };
-            if format == "pack-quantized" && g.weights.as_ref().map(|a| a.num_bits) != Some(4) {
+            let bits = g.weights.as_ref().map(|a| a.num_bits).unwrap_or(0);
+            if format == "pack-quantized"
+                && !(g.weights.as_ref().is_some_and(|a| a.kind == "int") && (1..=8).contains(&bits))
+            {
                 return Err(ModelError::Tensor {
                     file: w
                         .file_of(&format!("{prefix}.weight_packed"))
                         .map(Path::to_path_buf)
                         .unwrap_or_default(),
                     tensor: prefix.into(),
-                    msg: "pack-quantized weights other than 4-bit are not supported yet".into(),
+                    msg: format!(
+                        "pack-quantized holds 1- to 8-bit int weights; the config says {bits}-bit"
+                    ),
                 });
             }
-            (dequantize(w, prefix, &format)?, act)
+            (dequantize(w, prefix, &format, bits)?, act)
         }
     };
     Ok(Linear {
@@ -249,8 +287,9 @@ pub fn load_linear(
     })
 }
 
-/// Dequantize one compressed linear weight to fp32 `[out, in]`.
-fn dequantize(w: &Weights, prefix: &str, format: &str) -> Result<Tensor> {
+/// Dequantize one compressed linear weight to fp32 `[out, in]`; `bits` is the weights'
+/// `num_bits` (used by `pack-quantized`).
+fn dequantize(w: &Weights, prefix: &str, format: &str, bits: u32) -> Result<Tensor> {
     let scale = w
         .get(&format!("{prefix}.weight_scale"))?
         .to_kind(Kind::Float);
@@ -277,7 +316,7 @@ fn dequantize(w: &Weights, prefix: &str, format: &str) -> Result<Tensor> {
                 });
             }
             let packed = w.get(&format!("{prefix}.weight_packed"))?;
-            if packed.size()[0] != dims[0] || packed.size()[1] * 8 < dims[1] {
+            if packed.size()[0] != dims[0] || packed.size()[1] * 32 < dims[1] * bits as i64 {
                 return Err(ModelError::Tensor {
                     file: file(),
                     tensor: format!("{prefix}.weight_packed"),
@@ -287,7 +326,7 @@ fn dequantize(w: &Weights, prefix: &str, format: &str) -> Result<Tensor> {
                     ),
                 });
             }
-            unpack_int4(&packed, dims[1]).to_kind(Kind::Float)
+            unpack_bits(&packed, bits, dims[1]).to_kind(Kind::Float)
         }
         other => {
             return Err(ModelError::Tensor {
@@ -323,15 +362,26 @@ fn dequantize(w: &Weights, prefix: &str, format: &str) -> Result<Tensor> {
         Ok(s)
     };
     let s = expand(&scale)?;
-    let q = if w.contains(&zp_name) && format != "pack-quantized" {
-        let zp = w.get(&zp_name)?.to_kind(Kind::Float);
-        q - expand(&zp)?
-    } else if w.contains(&zp_name) {
-        return Err(ModelError::Tensor {
-            file: file(),
-            tensor: zp_name,
-            msg: "asymmetric pack-quantized weights are not supported yet".into(),
-        });
+    let q = if w.contains(&zp_name) {
+        let zp = w.get(&zp_name)?;
+        let zp = if format == "pack-quantized" {
+            // Packed along the output dimension: [ceil(out·b/32), G] -> [out, G].
+            let groups = scale.size().last().copied().unwrap_or(1);
+            if zp.dim() != 2 || zp.size()[1] != groups || zp.size()[0] * 32 < out * bits as i64 {
+                return Err(ModelError::Tensor {
+                    file: file(),
+                    tensor: zp_name,
+                    msg: format!(
+                        "shape {:?} does not hold {out} x {groups} packed {bits}-bit zero points",
+                        zp.size()
+                    ),
+                });
+            }
+            unpack_bits(&zp.tr(), bits, out).tr()
+        } else {
+            zp
+        };
+        q - expand(&zp.to_kind(Kind::Float))?
     } else {
         q
     };
