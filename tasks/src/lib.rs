@@ -7,8 +7,12 @@
 //! in `quantlab-evaluate` turns [`PreparedDoc`]s into backend requests:
 //!
 //! - `multiple_choice`: one `loglikelihood(context, target_delimiter + choice)` per choice, the
-//!   context being `doc_to_text` (through the chat template when `chat_template: true`);
-//! - `generate_until`: one greedy generation of the context until `generation_kwargs.until`.
+//!   context being the description, the few-shot examples ([`fewshot`]) and `doc_to_text`
+//!   (through the chat template when `chat_template: true`); with `multiple_input` (Winogrande)
+//!   each choice ends its own context and the shared continuation is scored;
+//! - `generate_until`: one greedy generation of the context (opened with `gen_prefix`, if any)
+//!   until `generation_kwargs.until`;
+//! - `loglikelihood_rolling`: the whole `doc_to_target` text, scored in rolling windows.
 
 pub mod dataset;
 pub mod fewshot;

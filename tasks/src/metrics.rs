@@ -183,6 +183,13 @@ mod tests {
     }
 
     #[test]
+    fn mc2_is_lm_evals() {
+        // numpy/lm-eval process_results_mc2 on lls [-1, -2, -3, -0.5], labels [1, 1, 0, 0]
+        let v = mc2(&[-1.0, -2.0, -3.0, -0.5], &[1, 1, 0, 0]);
+        assert!((v - 0.4339807163896718).abs() < 1e-15, "{v}");
+    }
+
+    #[test]
     fn exact_match_options() {
         let em = ExactMatch::new(&[",".into(), r"\$".into()], true, false).unwrap();
         assert_eq!(em.score("$1,000", "1000"), 1.0);

@@ -633,8 +633,8 @@ impl Task {
     }
 
     /// The continuation of each choice: `target_delimiter + choice` (lm-eval
-    /// `construct_requests` for `multiple_choice`). The context is the prompt itself (no
-    /// few-shot examples yet).
+    /// `construct_requests` for `multiple_choice`); see [`Task::requests`] for the pairs with
+    /// their contexts.
     pub fn continuations(&self, doc: &PreparedDoc) -> Vec<String> {
         doc.choices
             .iter()
