@@ -77,6 +77,18 @@ pub trait Backend {
         progress: &dyn Fn(usize),
     ) -> anyhow::Result<Vec<String>>;
 
+    /// lm-eval `loglikelihood_rolling`: the summed log-likelihood of each whole text, scored in
+    /// disjoint windows of the model's context (the first token predicted from the prefix token).
+    /// Backends that cannot score token windows keep this default, which refuses.
+    fn loglikelihood_rolling(
+        &mut self,
+        texts: &[String],
+        progress: &dyn Fn(usize),
+    ) -> anyhow::Result<Vec<f64>> {
+        let _ = (texts, progress);
+        anyhow::bail!("this backend does not support loglikelihood_rolling requests")
+    }
+
     /// Render messages with the model's chat template, generation prompt appended. Err if the
     /// model has no chat template (the message names the tokenizer_config.json file).
     fn apply_chat_template(&self, messages: &[ChatMessage]) -> anyhow::Result<String>;

@@ -3,6 +3,9 @@
 //! - `_encode_pair`: trailing whitespace of the context moves to the continuation; the
 //!   continuation's tokens are those of `tok(context + continuation)` after `len(tok(context))`.
 //! - An empty context is replaced by the prefix token (EOS), as lm-eval does for rolling requests.
+//! - `loglikelihood_rolling`: `get_rolling_token_windows` + `make_disjoint_window`
+//!   (`lm_eval/utils.py`) over the whole text with context length 1, the first window predicted
+//!   from the prefix token (BOS when the tokenizer has one, else EOS: `HFLM.prefix_token_id`).
 //! - `generate_until`: the prompt is left-truncated to `max_length - max_gen_toks`; generation
 //!   stops at EOS or a stop string; the decoded text (special tokens skipped) is cut before the
 //!   first stop string.
@@ -48,7 +51,72 @@ impl LocalBackend {
     }
 }
 
+/// lm-eval `get_rolling_token_windows(tokens, prefix, max_len, context_len=1)` followed by
+/// `make_disjoint_window`: `(context, continuation)` token pairs that together predict every token
+/// of `tokens` exactly once, each input at most `max_len` tokens.
+pub fn rolling_windows(tokens: &[i64], prefix: i64, max_len: usize) -> Vec<(Vec<i64>, Vec<i64>)> {
+    let mut out = Vec::new();
+    if tokens.is_empty() || max_len == 0 {
+        return out;
+    }
+    let first = max_len.min(tokens.len());
+    let mut ctx = vec![prefix];
+    ctx.extend_from_slice(&tokens[..first - 1]);
+    out.push((ctx, tokens[..first].to_vec()));
+    let mut predicted = first;
+    while predicted < tokens.len() {
+        let n = (tokens.len() - predicted).min(max_len);
+        let end = predicted + n;
+        let ctx_start = end.saturating_sub(max_len + 1);
+        out.push((
+            tokens[ctx_start..end - 1].to_vec(),
+            tokens[end - n..end].to_vec(),
+        ));
+        predicted += n;
+    }
+    // make_disjoint_window: the context keeps only what the continuation does not cover
+    out.into_iter()
+        .map(|(a, b)| {
+            let keep = a.len() - (b.len() - 1);
+            (a[..keep].to_vec(), b)
+        })
+        .collect()
+}
+
 impl Backend for LocalBackend {
+    fn loglikelihood_rolling(
+        &mut self,
+        texts: &[String],
+        progress: &dyn Fn(usize),
+    ) -> Result<Vec<f64>> {
+        let tok = &self.engine.tokenizer;
+        let prefix = tok
+            .bos_token
+            .as_deref()
+            .and_then(|b| tok.token_to_id(b))
+            .or_else(|| tok.eos_ids.first().copied())
+            .ok_or_else(|| {
+                anyhow::anyhow!("loglikelihood_rolling needs a BOS or EOS token as prefix")
+            })?;
+        let max_len = self
+            .engine
+            .opts
+            .max_length
+            .unwrap_or(self.engine.model.cfg.max_position_embeddings);
+        let mut out = Vec::with_capacity(texts.len());
+        for t in texts {
+            let ids = tok.encode(t)?;
+            if ids.is_empty() {
+                anyhow::bail!("loglikelihood_rolling: text {t:?} encodes to no tokens");
+            }
+            let windows = rolling_windows(&ids, prefix, max_len);
+            let scores = self.engine.score(&windows, &|_| {})?;
+            out.push(scores.iter().map(|s| s.logprob).sum::<f64>());
+            progress(1);
+        }
+        Ok(out)
+    }
+
     fn describe(&self) -> serde_json::Value {
         serde_json::json!({
             "backend": "local",
@@ -148,5 +216,28 @@ impl Backend for LocalBackend {
             })
             .collect();
         Ok(self.engine.tokenizer.apply_chat_template(&msgs, true)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rolling_windows;
+
+    #[test]
+    fn rolling_windows_cover_every_token_once() {
+        // lm-eval: get_rolling_token_windows(list(range(1, 11)), prefix=0, max_seq_len=4,
+        // context_len=1) through make_disjoint_window
+        let toks: Vec<i64> = (1..=10).collect();
+        let w = rolling_windows(&toks, 0, 4);
+        assert_eq!(
+            w,
+            vec![
+                (vec![0], vec![1, 2, 3, 4]),
+                (vec![4], vec![5, 6, 7, 8]),
+                (vec![6, 7, 8], vec![9, 10]),
+            ]
+        );
+        // one window when the text fits
+        assert_eq!(rolling_windows(&[5, 6], 1, 8), vec![(vec![1], vec![5, 6])]);
     }
 }

@@ -43,6 +43,21 @@ pub struct ChoiceRecord {
     pub loglikelihood: f64,
     /// Whether it was the greedy continuation.
     pub is_greedy: bool,
+    /// The context of this choice when it is not the document's (`multiple_input` tasks such as
+    /// Winogrande: the shared prefix followed by the choice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+}
+
+/// A `loglikelihood_rolling` document's raw figures (lm-eval's per-document `(ll, count)` pairs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollingRecord {
+    /// Summed log-likelihood of the whole text over its rolling windows.
+    pub loglikelihood: f64,
+    /// Words (`len(re.split(r"\s+", text))`).
+    pub words: usize,
+    /// UTF-8 bytes.
+    pub bytes: usize,
 }
 
 /// One line of `samples_<task>.jsonl`: everything needed to re-score or audit one document.
@@ -67,6 +82,12 @@ pub struct SampleRecord {
     /// Generation: filter name -> extracted answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filtered: Option<BTreeMap<String, String>>,
+    /// `loglikelihood_rolling`: the document's log-likelihood, words and bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolling: Option<RollingRecord>,
+    /// Pool positions of the few-shot examples in the prompt (their text is in `context`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fewshot_ids: Vec<usize>,
     /// Metric key -> this document's value.
     pub metrics: BTreeMap<String, f64>,
 }
@@ -204,19 +225,45 @@ fn aggregate(keys: &[String], samples: &[SampleRecord]) -> Result<BTreeMap<Strin
     Ok(out)
 }
 
-/// The prompt sent for each document: `doc_to_text`, or that text as one user message through
-/// the model's chat template when the spec says `chat_template: true`.
-fn contexts(backend: &dyn Backend, spec: &TaskSpec, docs: &[PreparedDoc]) -> Result<Vec<String>> {
+/// Corpus-level perplexities of a `loglikelihood_rolling` task (lm-eval `weighted_perplexity`,
+/// `bits_per_byte`); lm-eval reports no stderr for them ("N/A"), recorded as 0.
+fn aggregate_rolling(spec: &TaskSpec, samples: &[SampleRecord]) -> BTreeMap<String, MetricValue> {
+    let items: Vec<(f64, usize, usize)> = samples
+        .iter()
+        .filter_map(|s| s.rolling.as_ref())
+        .map(|r| (r.loglikelihood, r.words, r.bytes))
+        .collect();
+    quantlab_tasks::perplexities(spec, &items)
+        .into_iter()
+        .map(|(k, value)| (k, MetricValue { value, stderr: 0.0 }))
+        .collect()
+}
+
+/// The prompt sent for each document: the plain-text prompt (description, few-shot examples,
+/// `doc_to_text`; `Task::plain_context`), or with `chat_template: true` the task's messages
+/// (`Task::chat_messages`) through the model's chat template, followed by `gen_prefix`.
+fn contexts(backend: &dyn Backend, task: &Task, docs: &[PreparedDoc]) -> Result<Vec<String>> {
+    let spec = &task.spec;
     docs.iter()
         .map(|d| {
             if spec.chat_template {
-                backend
-                    .apply_chat_template(&[ChatMessage::user(d.text.clone())])
-                    .with_context(|| {
-                        format!("task `{}` needs the model's chat template", spec.task)
+                let msgs: Vec<ChatMessage> = task
+                    .chat_messages(d)
+                    .into_iter()
+                    .map(|m| ChatMessage {
+                        role: m.role,
+                        content: m.content,
                     })
+                    .collect();
+                let mut ctx = backend.apply_chat_template(&msgs).with_context(|| {
+                    format!("task `{}` needs the model's chat template", spec.task)
+                })?;
+                if let Some(p) = &spec.gen_prefix {
+                    ctx.push_str(p);
+                }
+                Ok(ctx)
             } else {
-                Ok(d.text.clone())
+                Ok(task.plain_context(d))
             }
         })
         .collect()
@@ -232,19 +279,19 @@ fn run_multiple_choice(
     // one request per (doc, choice); identical requests are sent once
     let mut unique: Vec<LoglikelihoodRequest> = Vec::new();
     let mut index: HashMap<LoglikelihoodRequest, usize> = HashMap::new();
-    let mut per_doc: Vec<Vec<(String, usize)>> = Vec::with_capacity(docs.len());
+    let mut per_doc: Vec<Vec<(String, String, usize)>> = Vec::with_capacity(docs.len());
     for (doc, ctx) in docs.iter().zip(&ctxs) {
         let mut slots = Vec::new();
-        for cont in task.continuations(doc) {
+        for (context, cont) in task.requests(doc, ctx) {
             let req = LoglikelihoodRequest {
-                context: ctx.clone(),
+                context: context.clone(),
                 continuation: cont.clone(),
             };
             let i = *index.entry(req.clone()).or_insert_with(|| {
                 unique.push(req);
                 unique.len() - 1
             });
-            slots.push((cont, i));
+            slots.push((context, cont, i));
         }
         per_doc.push(slots);
     }
@@ -253,16 +300,18 @@ fn run_multiple_choice(
     })?;
     let mut samples = Vec::with_capacity(docs.len());
     for ((doc, ctx), slots) in docs.into_iter().zip(ctxs).zip(per_doc) {
-        let lls: Vec<f64> = slots.iter().map(|(_, i)| answers[*i].logprob).collect();
+        let lls: Vec<f64> = slots.iter().map(|(_, _, i)| answers[*i].logprob).collect();
         let metrics = task.score_choices(&doc, &lls)?;
         let choices = slots
             .into_iter()
-            .map(|(continuation, i)| ChoiceRecord {
+            .map(|(context, continuation, i)| ChoiceRecord {
+                context: (context != ctx).then_some(context),
                 continuation,
                 loglikelihood: answers[i].logprob,
                 is_greedy: answers[i].is_greedy,
             })
             .collect();
+        let fewshot_ids = doc.fewshot.iter().map(|e| e.pool_index).collect();
         samples.push(SampleRecord {
             task: name.to_string(),
             doc_id: doc.doc_id,
@@ -272,6 +321,8 @@ fn run_multiple_choice(
             choices: Some(choices),
             generation: None,
             filtered: None,
+            rolling: None,
+            fewshot_ids,
             metrics,
         });
     }
@@ -321,6 +372,7 @@ fn run_generation(
     let mut samples = Vec::with_capacity(docs.len());
     for ((doc, ctx), generation) in docs.into_iter().zip(ctxs).zip(gens) {
         let scores = task.score_generation(&doc, &generation)?;
+        let fewshot_ids = doc.fewshot.iter().map(|e| e.pool_index).collect();
         samples.push(SampleRecord {
             task: name.to_string(),
             doc_id: doc.doc_id,
@@ -330,7 +382,52 @@ fn run_generation(
             choices: None,
             generation: Some(generation),
             filtered: Some(scores.filtered),
+            rolling: None,
+            fewshot_ids,
             metrics: scores.metrics,
+        });
+    }
+    Ok(samples)
+}
+
+/// `loglikelihood_rolling`: one request per document, the text being `doc_to_target`; the
+/// per-document metrics are that document's own perplexities, the aggregates are corpus-level.
+fn run_rolling(
+    backend: &mut dyn Backend,
+    task: &Task,
+    docs: Vec<PreparedDoc>,
+) -> Result<Vec<SampleRecord>> {
+    let name = task.name();
+    let texts: Vec<String> = docs
+        .iter()
+        .map(|d| match &d.target {
+            Target::Text(t) => t.clone(),
+            Target::Index(_) => String::new(),
+        })
+        .collect();
+    let lls = call_backend(name, "loglikelihood_rolling", texts.len(), |p| {
+        backend.loglikelihood_rolling(&texts, p)
+    })?;
+    let mut samples = Vec::with_capacity(docs.len());
+    for ((doc, text), ll) in docs.into_iter().zip(texts).zip(lls) {
+        let r = RollingRecord {
+            loglikelihood: ll,
+            words: quantlab_tasks::preprocess::py_word_count(&text),
+            bytes: text.len(),
+        };
+        let metrics = quantlab_tasks::perplexities(&task.spec, &[(ll, r.words, r.bytes)]);
+        samples.push(SampleRecord {
+            task: name.to_string(),
+            doc_id: doc.doc_id,
+            doc: doc.doc,
+            context: String::new(),
+            target: doc.target,
+            choices: None,
+            generation: None,
+            filtered: None,
+            rolling: Some(r),
+            fewshot_ids: Vec::new(),
+            metrics,
         });
     }
     Ok(samples)
@@ -350,11 +447,17 @@ pub fn run_task(
     if docs.is_empty() {
         bail!("task `{}`: no documents to evaluate", spec.task);
     }
-    let ctxs = contexts(backend, spec, &docs)?;
     let n_docs = docs.len();
     let samples = match spec.output_type {
-        OutputType::MultipleChoice => run_multiple_choice(backend, &task, docs, ctxs)?,
-        OutputType::GenerateUntil => run_generation(backend, &task, docs, ctxs)?,
+        OutputType::MultipleChoice => {
+            let ctxs = contexts(backend, &task, &docs)?;
+            run_multiple_choice(backend, &task, docs, ctxs)?
+        }
+        OutputType::GenerateUntil => {
+            let ctxs = contexts(backend, &task, &docs)?;
+            run_generation(backend, &task, docs, ctxs)?
+        }
+        OutputType::LoglikelihoodRolling => run_rolling(backend, &task, docs)?,
     };
     let mut buf = Vec::new();
     for s in &samples {
@@ -366,7 +469,11 @@ pub fn run_task(
         version: spec.version.clone(),
         n_docs,
         primary_metric: spec.primary_metric.clone(),
-        metrics: aggregate(&spec.metric_keys(), &samples)?,
+        metrics: if spec.output_type == OutputType::LoglikelihoodRolling {
+            aggregate_rolling(spec, &samples)
+        } else {
+            aggregate(&spec.metric_keys(), &samples)?
+        },
     })
 }
 

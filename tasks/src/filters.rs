@@ -25,6 +25,8 @@ pub enum CompiledStep {
     TakeFirst,
     /// Python `str.strip()`.
     Strip,
+    /// Python `str.lstrip()`.
+    RemoveWhitespace,
 }
 
 /// A compiled, named pipeline.
@@ -56,6 +58,7 @@ impl Filter {
                     },
                     FilterStep::TakeFirst => CompiledStep::TakeFirst,
                     FilterStep::Strip => CompiledStep::Strip,
+                    FilterStep::RemoveWhitespace => CompiledStep::RemoveWhitespace,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -81,6 +84,13 @@ impl Filter {
                     .collect(),
                 CompiledStep::TakeFirst => cur.into_iter().take(1).collect(),
                 CompiledStep::Strip => cur.iter().map(|r| py_strip(r).to_string()).collect(),
+                CompiledStep::RemoveWhitespace => cur
+                    .iter()
+                    .map(|r| {
+                        r.trim_start_matches(crate::preprocess::py_is_space)
+                            .to_string()
+                    })
+                    .collect(),
             };
         }
         cur.into_iter().next().unwrap_or_default()

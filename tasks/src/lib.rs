@@ -7,10 +7,15 @@
 //! in `quantlab-evaluate` turns [`PreparedDoc`]s into backend requests:
 //!
 //! - `multiple_choice`: one `loglikelihood(context, target_delimiter + choice)` per choice, the
-//!   context being `doc_to_text` (through the chat template when `chat_template: true`);
-//! - `generate_until`: one greedy generation of the context until `generation_kwargs.until`.
+//!   context being the description, the few-shot examples ([`fewshot`]) and `doc_to_text`
+//!   (through the chat template when `chat_template: true`); with `multiple_input` (Winogrande)
+//!   each choice ends its own context and the shared continuation is scored;
+//! - `generate_until`: one greedy generation of the context (opened with `gen_prefix`, if any)
+//!   until `generation_kwargs.until`;
+//! - `loglikelihood_rolling`: the whole `doc_to_target` text, scored in rolling windows.
 
 pub mod dataset;
+pub mod fewshot;
 pub mod filters;
 pub mod ifeval;
 pub mod metrics;
@@ -18,15 +23,17 @@ pub mod preprocess;
 pub mod spec;
 pub mod task;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::path::Path;
 
 pub use dataset::{default_data_dir, load_jsonl, DATA_ENV};
 pub use spec::{
-    DocToChoice, FilterPipeline, FilterStep, GenerationKwargs, MetricSpec, OutputType, Preprocess,
-    TaskSpec,
+    DocToChoice, FewshotConfig, FilterPipeline, FilterStep, GenerationKwargs, MetricSpec,
+    OutputType, Preprocess, Subtasks, TaskSpec,
 };
-pub use task::{GenerationScores, PreparedDoc, Target, Task};
+pub use task::{
+    perplexities, FewshotExample, GenerationScores, PreparedDoc, PromptMessage, Target, Task,
+};
 
 /// The specs shipped in `tasks/specs/`, as (file name, YAML text), embedded at build time.
 pub const BUILTIN_SPECS: &[(&str, &str)] = &[
@@ -34,13 +41,57 @@ pub const BUILTIN_SPECS: &[(&str, &str)] = &[
         "arc_challenge.yaml",
         include_str!("../specs/arc_challenge.yaml"),
     ),
+    (
+        "arc_challenge_llama.yaml",
+        include_str!("../specs/arc_challenge_llama.yaml"),
+    ),
     ("arc_easy.yaml", include_str!("../specs/arc_easy.yaml")),
     ("gsm8k.yaml", include_str!("../specs/gsm8k.yaml")),
+    (
+        "gsm8k_cot_llama.yaml",
+        include_str!("../specs/gsm8k_cot_llama.yaml"),
+    ),
     ("hellaswag.yaml", include_str!("../specs/hellaswag.yaml")),
+    (
+        "hellaswag_10shot.yaml",
+        include_str!("../specs/hellaswag_10shot.yaml"),
+    ),
+    ("mmlu.yaml", include_str!("../specs/mmlu.yaml")),
+    (
+        "mmlu_cot_llama.yaml",
+        include_str!("../specs/mmlu_cot_llama.yaml"),
+    ),
+    ("mmlu_llama.yaml", include_str!("../specs/mmlu_llama.yaml")),
+    (
+        "truthfulqa_mc2.yaml",
+        include_str!("../specs/truthfulqa_mc2.yaml"),
+    ),
+    ("winogrande.yaml", include_str!("../specs/winogrande.yaml")),
+    (
+        "winogrande_5shot.yaml",
+        include_str!("../specs/winogrande_5shot.yaml"),
+    ),
 ];
 
-/// Suites: name -> task names.
-pub const SUITES: &[(&str, &[&str])] = &[("smoke", &["hellaswag", "arc_easy", "gsm8k"])];
+/// Suites: name -> task names. `leaderboard-v1` is the paper's first academic suite (Meta's
+/// Llama-3.1 prompts where lm-eval uses them): MMLU 5-shot generative, MMLU CoT 0-shot,
+/// ARC-Challenge 0-shot generative, GSM8K CoT 8-shot, HellaSwag 10-shot, Winogrande 5-shot,
+/// TruthfulQA MC2 0-shot.
+pub const SUITES: &[(&str, &[&str])] = &[
+    ("smoke", &["hellaswag", "arc_easy", "gsm8k"]),
+    (
+        "leaderboard-v1",
+        &[
+            "mmlu_llama",
+            "mmlu_cot_llama",
+            "arc_challenge_llama",
+            "gsm8k_cot_llama",
+            "hellaswag_10shot",
+            "winogrande_5shot",
+            "truthfulqa_mc2",
+        ],
+    ),
+];
 
 /// Parse every built-in spec (file name -> spec).
 pub fn builtin_specs() -> Result<Vec<TaskSpec>> {
@@ -50,12 +101,19 @@ pub fn builtin_specs() -> Result<Vec<TaskSpec>> {
         .collect()
 }
 
-/// Names of the built-in tasks, sorted.
+/// Names of the built-in tasks, sorted; a task with `subtasks` is listed as itself (all
+/// documents) and as `<task>:<value>` for each sub-task.
 pub fn list_tasks() -> Vec<String> {
-    let mut names: Vec<String> = BUILTIN_SPECS
-        .iter()
-        .map(|(file, _)| file.trim_end_matches(".yaml").to_string())
-        .collect();
+    let mut names: Vec<String> = Vec::new();
+    for (file, yaml) in BUILTIN_SPECS {
+        let name = file.trim_end_matches(".yaml").to_string();
+        if let Ok(spec) = TaskSpec::from_yaml_str(yaml, file) {
+            if let Some(st) = &spec.subtasks {
+                names.extend(st.values.iter().map(|v| format!("{name}:{v}")));
+            }
+        }
+        names.push(name);
+    }
     names.sort();
     names
 }
@@ -65,16 +123,32 @@ pub fn list_suites() -> Vec<String> {
     SUITES.iter().map(|(n, _)| n.to_string()).collect()
 }
 
-/// A built-in task by name.
+/// A built-in task by name; `<task>:<value>` selects one sub-task of a task with `subtasks`
+/// (its name in results is `<task>:<value>`).
 pub fn builtin_task(name: &str) -> Result<TaskSpec> {
+    let (base, sub) = match name.split_once(':') {
+        Some((b, s)) => (b, Some(s)),
+        None => (name, None),
+    };
     for (file, yaml) in BUILTIN_SPECS {
-        if file.trim_end_matches(".yaml") == name {
-            return TaskSpec::from_yaml_str(yaml, &format!("tasks/specs/{file}"));
+        if file.trim_end_matches(".yaml") == base {
+            let mut spec = TaskSpec::from_yaml_str(yaml, &format!("tasks/specs/{file}"))?;
+            if let Some(sub) = sub {
+                spec.subtask = Some(sub.to_string());
+                spec.task = name.to_string();
+                spec.validate()
+                    .with_context(|| format!("tasks/specs/{file}"))?;
+            }
+            return Ok(spec);
         }
     }
     bail!(
         "unknown task `{name}`; built-in tasks: {}",
-        list_tasks().join(", ")
+        list_tasks()
+            .into_iter()
+            .filter(|t| !t.contains(':'))
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 

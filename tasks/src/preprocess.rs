@@ -13,6 +13,7 @@ use crate::spec::Preprocess;
 pub fn apply(kind: Preprocess, doc: &Value) -> Result<Value> {
     match kind {
         Preprocess::Hellaswag => hellaswag(doc),
+        Preprocess::Winogrande => winogrande(doc),
     }
 }
 
@@ -100,6 +101,62 @@ pub fn hellaswag(doc: &Value) -> Result<Value> {
     Ok(out)
 }
 
+/// lm-eval `tasks/winogrande/preprocess_winogrande.py` as fields: `gold` = `{"1": 0, "2": 1}`
+/// of `answer` (`doc_to_text`), `partial_contexts` = the sentence before the first `_` followed by
+/// `option1` / `option2` (`doc_to_choice`), `continuation` = the sentence after the `_`, stripped
+/// (`doc_to_target`).
+pub fn winogrande(doc: &Value) -> Result<Value> {
+    let sentence = str_field(doc, "sentence")?;
+    let blank = sentence
+        .find('_')
+        .ok_or_else(|| anyhow!("field `sentence` has no `_` blank"))?;
+    let options = [str_field(doc, "option1")?, str_field(doc, "option2")?];
+    let gold = match doc.get("answer") {
+        Some(Value::String(a)) if a == "1" => 0,
+        Some(Value::String(a)) if a == "2" => 1,
+        other => {
+            return Err(anyhow!(
+                "field `answer` must be \"1\" or \"2\", got {}",
+                other.map_or("nothing".to_string(), |v| v.to_string())
+            ))
+        }
+    };
+    let mut out = doc.clone();
+    let obj = out
+        .as_object_mut()
+        .ok_or_else(|| anyhow!("document is not an object"))?;
+    obj.insert("gold".into(), Value::from(gold));
+    obj.insert(
+        "partial_contexts".into(),
+        Value::Array(
+            options
+                .iter()
+                .map(|o| Value::String(format!("{}{o}", &sentence[..blank])))
+                .collect(),
+        ),
+    );
+    obj.insert(
+        "continuation".into(),
+        Value::String(py_strip(&sentence[blank + 1..]).to_string()),
+    );
+    Ok(out)
+}
+
+/// lm-eval's word count for perplexity (`tasks/wikitext/preprocess_wikitext.py`):
+/// `len(re.split(r"\s+", text))`, i.e. one more than the number of whitespace runs.
+pub fn py_word_count(text: &str) -> usize {
+    let mut runs = 0;
+    let mut in_space = false;
+    for c in text.chars() {
+        let sp = py_is_space(c);
+        if sp && !in_space {
+            runs += 1;
+        }
+        in_space = sp;
+    }
+    runs + 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +173,14 @@ mod tests {
         // python: preprocess(" A [title] B [header] C  D ")
         assert_eq!(hellaswag_clean(" A [title] B [header] C  D "), "A. B C D");
         assert_eq!(hellaswag_clean("x   y"), "x  y");
+    }
+
+    #[test]
+    fn word_count_is_python_re_split() {
+        // python: len(re.split(r"\s+", s))
+        assert_eq!(py_word_count("a b  c"), 3);
+        assert_eq!(py_word_count(" a\n\nb "), 4);
+        assert_eq!(py_word_count(""), 1);
     }
 
     #[test]

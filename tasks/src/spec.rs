@@ -12,6 +12,14 @@
 //! - `metric_list` is `metrics`; aggregation is always `mean` (with lm-eval's `mean_stderr`).
 //! - `chat_template: true` replaces lm-eval's command-line `--apply_chat_template`.
 //! - `primary_metric` names the metric tables report by default.
+//! - `multiple_input: true` replaces lm-eval's "doc_to_text returns an int" convention (Winogrande's
+//!   partial contexts): `doc_to_text` gives the gold index, each choice is a context and
+//!   `doc_to_target` the shared continuation.
+//! - `subtasks` splits one data file into named sub-tasks by a field (MMLU's subjects): the task
+//!   `mmlu:marketing` keeps the documents whose `subject` is `marketing`, and few-shot examples of
+//!   any document come from pool documents with the same field value.
+//! - few-shot: `fewshot_split` is a data file; when it is the evaluated file itself the evaluated
+//!   document is left out of its own examples (lm-eval's rule when `fewshot_split == test_split`).
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -25,6 +33,9 @@ pub enum OutputType {
     MultipleChoice,
     /// One greedy `generate_until` request per document; scored after filters.
     GenerateUntil,
+    /// One `loglikelihood_rolling` request per document (the whole `doc_to_target` text scored in
+    /// disjoint windows of the model's context); scored as perplexities.
+    LoglikelihoodRolling,
 }
 
 /// Built-in document transforms, applied to every raw record before templating (the role of
@@ -34,6 +45,10 @@ pub enum OutputType {
 pub enum Preprocess {
     /// lm-eval `tasks/hellaswag/utils.py::process_docs`: adds `query`, `choices`, `gold`.
     Hellaswag,
+    /// lm-eval `tasks/winogrande/preprocess_winogrande.py`: adds `gold` (0/1 from `answer`),
+    /// `partial_contexts` (the sentence up to the blank with each option) and `continuation` (the
+    /// sentence after the blank, stripped).
+    Winogrande,
 }
 
 /// `doc_to_choice`: an expression (a field name such as `choices`, a dotted path, or
@@ -93,6 +108,8 @@ pub enum FilterStep {
     TakeFirst,
     /// Python `str.strip()` of each response.
     Strip,
+    /// lm-eval `WhitespaceFilter` (`filters/extraction.py`): leading whitespace removed.
+    RemoveWhitespace,
 }
 
 fn default_fallback() -> String {
@@ -132,6 +149,20 @@ pub enum MetricSpec {
         #[serde(default)]
         regexes_to_ignore: Vec<String>,
     },
+    /// TruthfulQA MC2 (lm-eval `tasks/truthfulqa/utils.py::process_results_mc2`): the choices
+    /// before the first `0` in the labels list `labels_field` are true; the value is the share of
+    /// probability (`exp` of the log-likelihoods) on the true choices. lm-eval reports it as `acc`.
+    Mc2 {
+        /// Dotted path of the 0/1 labels list in the document, e.g. `mc2_targets.labels`.
+        labels_field: String,
+    },
+    /// lm-eval `word_perplexity` (`weighted_perplexity`): `exp(-Σ ll / Σ words)`, words counted
+    /// as `len(re.split(r"\s+", text))`.
+    WordPerplexity,
+    /// lm-eval `byte_perplexity`: `exp(-Σ ll / Σ utf-8 bytes)`.
+    BytePerplexity,
+    /// lm-eval `bits_per_byte`: `-Σ ll / Σ bytes / ln 2`.
+    BitsPerByte,
 }
 
 impl MetricSpec {
@@ -141,8 +172,60 @@ impl MetricSpec {
             MetricSpec::Acc => "acc",
             MetricSpec::AccNorm => "acc_norm",
             MetricSpec::ExactMatch { .. } => "exact_match",
+            MetricSpec::Mc2 { .. } => "mc2",
+            MetricSpec::WordPerplexity => "word_perplexity",
+            MetricSpec::BytePerplexity => "byte_perplexity",
+            MetricSpec::BitsPerByte => "bits_per_byte",
         }
     }
+
+    /// True for the corpus-level perplexity metrics of `loglikelihood_rolling` tasks.
+    pub fn is_perplexity(&self) -> bool {
+        matches!(
+            self,
+            MetricSpec::WordPerplexity | MetricSpec::BytePerplexity | MetricSpec::BitsPerByte
+        )
+    }
+}
+
+/// lm-eval `fewshot_config`: how few-shot examples are chosen.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FewshotConfig {
+    /// `default` (seeded random, lm-eval's default) or `first_n`.
+    #[serde(default)]
+    pub sampler: crate::fewshot::SamplerKind,
+    /// Seed of the `default` sampler (lm-eval `fewshot_random_seed`, default 1234).
+    #[serde(default = "default_fewshot_seed")]
+    pub seed: u64,
+    /// Literal example documents (lm-eval `fewshot_config.samples`), used instead of
+    /// `fewshot_split`; they are templated like data documents but not preprocessed.
+    #[serde(default)]
+    pub samples: Option<Vec<serde_json::Value>>,
+}
+
+fn default_fewshot_seed() -> u64 {
+    1234
+}
+
+impl Default for FewshotConfig {
+    fn default() -> Self {
+        FewshotConfig {
+            sampler: Default::default(),
+            seed: default_fewshot_seed(),
+            samples: None,
+        }
+    }
+}
+
+/// Splits one data file into sub-tasks named `<task>:<value>` by a document field.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Subtasks {
+    /// The document field holding the sub-task name (`subject`).
+    pub field: String,
+    /// All values, in the order `--list-tasks` shows them.
+    pub values: Vec<String>,
 }
 
 /// A benchmark definition, read from YAML (`deny_unknown_fields`: a misspelt key is an error).
@@ -159,9 +242,44 @@ pub struct TaskSpec {
     /// Data file (relative to the data folder) few-shot examples are drawn from.
     #[serde(default)]
     pub fewshot_split: Option<String>,
-    /// Number of few-shot examples; only 0 is supported for now.
+    /// Number of few-shot examples put before each document.
     #[serde(default)]
     pub num_fewshot: usize,
+    /// How the examples are chosen (sampler, seed, literal samples).
+    #[serde(default)]
+    pub fewshot_config: FewshotConfig,
+    /// Put after each few-shot example (lm-eval default `"\n\n"`).
+    #[serde(default = "default_fewshot_delimiter")]
+    pub fewshot_delimiter: String,
+    /// Template rendered against each document and put before the examples (lm-eval
+    /// `description`); a system message when `chat_template: true`.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Start of the answer (lm-eval `gen_prefix`, e.g. `The best answer is`): with a chat template
+    /// the assistant turn begins with it; few-shot answers are `gen_prefix + " " + target`.
+    #[serde(default)]
+    pub gen_prefix: Option<String>,
+    /// With `chat_template: true`: each few-shot example is a user turn and an assistant turn
+    /// (lm-eval `--fewshot_as_multiturn`, the default here); `false` puts the examples and the
+    /// question in one user message.
+    #[serde(default = "default_true")]
+    pub fewshot_as_multiturn: bool,
+    /// Winogrande-style partial contexts: `doc_to_text` gives the gold index, each choice is a
+    /// context, `doc_to_target` the continuation scored after each.
+    #[serde(default)]
+    pub multiple_input: bool,
+    /// Keep only the documents for which this minijinja expression is true, evaluated on the raw
+    /// document before `limit` (lm-eval `process_docs` filters, e.g. ARC's 4-choice questions:
+    /// `choices.label | length == 4`). Few-shot pools are not filtered.
+    #[serde(default)]
+    pub doc_filter: Option<String>,
+    /// Sub-tasks by a document field (MMLU subjects).
+    #[serde(default)]
+    pub subtasks: Option<Subtasks>,
+    /// The one sub-task value this spec is restricted to (set when the task is named
+    /// `<task>:<value>`; `None` runs every document).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtask: Option<String>,
     /// `multiple_choice` or `generate_until`.
     pub output_type: OutputType,
     /// Built-in doc transform applied before templating.
@@ -196,6 +314,14 @@ pub struct TaskSpec {
 
 fn default_target_delimiter() -> String {
     " ".to_string()
+}
+
+fn default_fewshot_delimiter() -> String {
+    "\n\n".to_string()
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn version_string<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
@@ -234,7 +360,9 @@ impl TaskSpec {
         let mut keys = Vec::new();
         for m in &self.metrics {
             match self.output_type {
-                OutputType::MultipleChoice => keys.push(m.name().to_string()),
+                OutputType::MultipleChoice | OutputType::LoglikelihoodRolling => {
+                    keys.push(m.name().to_string())
+                }
                 OutputType::GenerateUntil => {
                     if self.filters.is_empty() {
                         keys.push(m.name().to_string());
@@ -264,12 +392,64 @@ impl TaskSpec {
         if self.task.trim().is_empty() {
             bail!("`task` is empty");
         }
-        if self.num_fewshot > 0 {
+        if self.num_fewshot > 0
+            && self.fewshot_split.is_none()
+            && self.fewshot_config.samples.is_none()
+        {
             bail!(
-                "task `{}`: num_fewshot {} is not supported yet (only 0-shot)",
+                "task `{}`: num_fewshot {} needs `fewshot_split` (a data file) or \
+                 `fewshot_config.samples`",
                 self.task,
                 self.num_fewshot
             );
+        }
+        if let Some(samples) = &self.fewshot_config.samples {
+            if samples.len() < self.num_fewshot {
+                bail!(
+                    "task `{}`: fewshot_config.samples has {} documents, num_fewshot is {}",
+                    self.task,
+                    samples.len(),
+                    self.num_fewshot
+                );
+            }
+            if let Some(i) = samples.iter().position(|d| !d.is_object()) {
+                bail!(
+                    "task `{}`: fewshot_config.samples[{i}] is not a mapping",
+                    self.task
+                );
+            }
+        }
+        if self.multiple_input
+            && (self.output_type != OutputType::MultipleChoice || self.chat_template)
+        {
+            bail!(
+                "task `{}`: multiple_input needs output_type multiple_choice without chat_template",
+                self.task
+            );
+        }
+        if self.gen_prefix.is_some() && self.output_type != OutputType::GenerateUntil {
+            bail!(
+                "task `{}`: gen_prefix applies only to generate_until",
+                self.task
+            );
+        }
+        if let Some(st) = &self.subtasks {
+            if st.values.is_empty() || st.field.trim().is_empty() {
+                bail!(
+                    "task `{}`: subtasks needs a `field` and at least one value",
+                    self.task
+                );
+            }
+        }
+        if let Some(v) = &self.subtask {
+            match &self.subtasks {
+                Some(st) if st.values.contains(v) => {}
+                Some(_) => bail!(
+                    "task `{}`: unknown sub-task `{v}` (see --list-tasks)",
+                    self.task
+                ),
+                None => bail!("task `{}` has no sub-tasks (asked for `{v}`)", self.task),
+            }
         }
         if self.metrics.is_empty() {
             bail!("task `{}`: `metrics` is empty", self.task);
@@ -289,12 +469,30 @@ impl TaskSpec {
                     );
                 }
                 for m in &self.metrics {
-                    if matches!(m, MetricSpec::ExactMatch { .. }) {
+                    if matches!(m, MetricSpec::ExactMatch { .. }) || m.is_perplexity() {
                         bail!(
-                            "task `{}`: exact_match needs output_type generate_until",
-                            self.task
+                            "task `{}`: metric {} does not apply to multiple_choice",
+                            self.task,
+                            m.name()
                         );
                     }
+                }
+            }
+            OutputType::LoglikelihoodRolling => {
+                if let Some(m) = self.metrics.iter().find(|m| !m.is_perplexity()) {
+                    bail!(
+                        "task `{}`: metric {} does not apply to loglikelihood_rolling \
+                         (word_perplexity, byte_perplexity, bits_per_byte do)",
+                        self.task,
+                        m.name()
+                    );
+                }
+                if self.num_fewshot > 0 || self.chat_template || !self.filters.is_empty() {
+                    bail!(
+                        "task `{}`: loglikelihood_rolling takes no few-shot examples, chat \
+                         template or filters",
+                        self.task
+                    );
                 }
             }
             OutputType::GenerateUntil => {

@@ -16,7 +16,8 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::dataset::load_task_records;
+use crate::dataset::{load_jsonl, load_task_records};
+use crate::fewshot::Sampler;
 use crate::filters::Filter;
 use crate::metrics::{score_choices, ExactMatch};
 use crate::spec::{DocToChoice, MetricSpec, OutputType, TaskSpec};
@@ -44,6 +45,54 @@ pub struct PreparedDoc {
     pub choices: Vec<String>,
     /// `doc_to_target`.
     pub target: Target,
+    /// The few-shot examples put before this document, in prompt order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fewshot: Vec<FewshotExample>,
+    /// `description` rendered for this document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `multiple_input` tasks: the continuation scored after each choice (`doc_to_target`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuation: Option<String>,
+}
+
+/// One few-shot example as it appears in the prompt (lm-eval `get_context` /
+/// `get_chat_context`): the question text and the answer text (with `gen_prefix`, if any).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FewshotExample {
+    /// Position of the example in its pool (few-shot file or literal samples).
+    pub pool_index: usize,
+    /// `doc_to_text` of the example (the gold choice for `multiple_input` tasks).
+    pub question: String,
+    /// The gold answer text: the gold choice, the target text, or the continuation.
+    pub answer: String,
+}
+
+/// One chat message of a prompt (role `system`, `user` or `assistant`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptMessage {
+    /// Role.
+    pub role: String,
+    /// Text.
+    pub content: String,
+}
+
+/// Corpus-level perplexities (lm-eval `weighted_perplexity` and `bits_per_byte` aggregations).
+pub fn perplexities(spec: &TaskSpec, items: &[(f64, usize, usize)]) -> BTreeMap<String, f64> {
+    let ll: f64 = crate::metrics::py_sum(&items.iter().map(|x| x.0).collect::<Vec<_>>());
+    let words: usize = items.iter().map(|x| x.1).sum();
+    let bytes: usize = items.iter().map(|x| x.2).sum();
+    let mut out = BTreeMap::new();
+    for m in &spec.metrics {
+        let v = match m {
+            MetricSpec::WordPerplexity => (-ll / words as f64).exp(),
+            MetricSpec::BytePerplexity => (-ll / bytes as f64).exp(),
+            MetricSpec::BitsPerByte => -ll / bytes as f64 / std::f64::consts::LN_2,
+            _ => continue,
+        };
+        out.insert(m.name().to_string(), v);
+    }
+    out
 }
 
 /// Scores of one generation: the answer each filter extracted and the metric values.
@@ -146,9 +195,11 @@ impl Task {
     pub fn new(spec: TaskSpec) -> Result<Task> {
         spec.validate()?;
         let mut env = template_env();
+        let description = spec.description.clone().unwrap_or_default();
         for (name, src) in [
             ("doc_to_text", &spec.doc_to_text),
             ("doc_to_target", &spec.doc_to_target),
+            ("description", &description),
         ] {
             env.add_template_owned(name, src.clone())
                 .with_context(|| format!("task `{}`: bad {name} template", spec.task))?;
@@ -191,9 +242,56 @@ impl Task {
         &self.spec.task
     }
 
-    /// Load the first `limit` documents from `data_dir` and apply `preprocess`.
+    /// Load the first `limit` documents from `data_dir` (of the selected sub-task, if any) and
+    /// apply `preprocess`.
     pub fn load_docs(&self, data_dir: &Path, limit: Option<usize>) -> Result<Vec<Value>> {
-        let raw = load_task_records(&self.spec, data_dir, limit)?;
+        let task = &self.spec.task;
+        let raw = if self.subtask_filter().is_none() && self.spec.doc_filter.is_none() {
+            load_task_records(&self.spec, data_dir, limit)?
+        } else {
+            let expr = match &self.spec.doc_filter {
+                Some(e) => Some(
+                    self.env
+                        .compile_expression(e)
+                        .with_context(|| format!("task `{task}`: bad doc_filter {e:?}"))?,
+                ),
+                None => None,
+            };
+            let mut kept = Vec::new();
+            for (i, d) in load_task_records(&self.spec, data_dir, None)?
+                .into_iter()
+                .enumerate()
+            {
+                if limit.is_some_and(|n| kept.len() >= n) {
+                    break;
+                }
+                if let Some((field, value)) = self.subtask_filter() {
+                    if field_str(&d, field).as_deref() != Some(value) {
+                        continue;
+                    }
+                }
+                if let Some(x) = &expr {
+                    let keep = x
+                        .eval(JValue::from_serialize(&d))
+                        .map_err(|e| anyhow!("task `{task}`: doc_filter on record {i}: {e:#}"))?;
+                    if !keep.is_true() {
+                        continue;
+                    }
+                }
+                kept.push(d);
+            }
+            if kept.is_empty() {
+                bail!(
+                    "task `{task}`: no document of {} passes the sub-task / doc_filter selection",
+                    self.spec.data_path(data_dir).display()
+                );
+            }
+            kept
+        };
+        self.preprocess_all(raw, "doc")
+    }
+
+    fn preprocess_all(&self, raw: Vec<Value>, what: &str) -> Result<Vec<Value>> {
         match self.spec.preprocess {
             None => Ok(raw),
             Some(kind) => raw
@@ -201,20 +299,231 @@ impl Task {
                 .enumerate()
                 .map(|(i, d)| {
                     crate::preprocess::apply(kind, d).with_context(|| {
-                        format!("task `{}`: preprocess of doc {i}", self.spec.task)
+                        format!("task `{}`: preprocess of {what} {i}", self.spec.task)
                     })
                 })
                 .collect(),
         }
     }
 
-    /// Load, preprocess and prepare the first `limit` documents.
+    /// `(field, value)` when the spec is restricted to one sub-task.
+    fn subtask_filter(&self) -> Option<(&str, &str)> {
+        match (&self.spec.subtasks, &self.spec.subtask) {
+            (Some(st), Some(v)) => Some((st.field.as_str(), v.as_str())),
+            _ => None,
+        }
+    }
+
+    /// Load, preprocess and prepare the first `limit` documents, with their few-shot examples.
     pub fn load_prepared(&self, data_dir: &Path, limit: Option<usize>) -> Result<Vec<PreparedDoc>> {
         let docs = self.load_docs(data_dir, limit)?;
-        docs.into_iter()
+        let mut docs = docs
+            .into_iter()
             .enumerate()
             .map(|(i, d)| self.prepare(i, d))
+            .collect::<Result<Vec<_>>>()?;
+        self.attach_fewshot(&mut docs, data_dir)?;
+        Ok(docs)
+    }
+
+    /// The few-shot pool: literal `fewshot_config.samples` (not preprocessed) or the documents of
+    /// `fewshot_split` (preprocessed), prepared.
+    fn fewshot_pool(&self, data_dir: &Path) -> Result<Vec<PreparedDoc>> {
+        let task = &self.spec.task;
+        let raw = if let Some(samples) = &self.spec.fewshot_config.samples {
+            samples.clone()
+        } else {
+            let file = self.spec.fewshot_split.as_deref().unwrap_or_default();
+            let path = data_dir.join(file);
+            if !path.is_file() {
+                let full = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
+                bail!(
+                    "task `{task}`: few-shot data file {} not found (fewshot_split {file}); pass \
+                     --data-dir <folder that holds {file}>",
+                    full.display()
+                );
+            }
+            let raw = load_jsonl(&path, None)
+                .with_context(|| format!("task `{task}`: loading few-shot data"))?;
+            self.preprocess_all(raw, "few-shot doc")?
+        };
+        raw.into_iter()
+            .enumerate()
+            .map(|(i, d)| {
+                self.prepare(i, d)
+                    .with_context(|| format!("task `{task}`: few-shot example {i}"))
+            })
             .collect()
+    }
+
+    /// The prompt text of a prepared example's answer (lm-eval `get_context`: the gold choice for
+    /// multiple choice, the target text for generation, the continuation for multiple input),
+    /// after `gen_prefix` and a space when the task has one.
+    fn example_answer(&self, ex: &PreparedDoc) -> String {
+        let answer = match (&ex.continuation, &ex.target) {
+            (Some(c), _) => c.clone(),
+            (None, Target::Index(i)) => ex.choices[*i].clone(),
+            (None, Target::Text(t)) => t.clone(),
+        };
+        match &self.spec.gen_prefix {
+            Some(p) if !p.is_empty() => format!("{p} {answer}"),
+            _ => answer,
+        }
+    }
+
+    /// Choose and render the few-shot examples of each document, in document order (one sampler
+    /// per sub-task value, as lm-eval has one per sub-task).
+    pub fn attach_fewshot(&self, docs: &mut [PreparedDoc], data_dir: &Path) -> Result<()> {
+        let n = self.spec.num_fewshot;
+        if n == 0 {
+            return Ok(());
+        }
+        let task = &self.spec.task;
+        let pool = self.fewshot_pool(data_dir)?;
+        let same_split = self.spec.fewshot_config.samples.is_none()
+            && self.spec.fewshot_split.as_deref() == Some(self.spec.dataset.as_str());
+        let group_field = self.spec.subtasks.as_ref().map(|s| s.field.as_str());
+        let group_of = |d: &Value| {
+            group_field
+                .and_then(|f| field_str(d, f))
+                .unwrap_or_default()
+        };
+        let mut groups: BTreeMap<String, (Vec<usize>, Sampler)> = BTreeMap::new();
+        for (i, ex) in pool.iter().enumerate() {
+            groups
+                .entry(group_of(&ex.doc))
+                .or_insert_with(|| {
+                    (
+                        Vec::new(),
+                        Sampler::new(
+                            self.spec.fewshot_config.sampler,
+                            self.spec.fewshot_config.seed,
+                        ),
+                    )
+                })
+                .0
+                .push(i);
+        }
+        for doc in docs.iter_mut() {
+            let g = group_of(&doc.doc);
+            let Some((members, sampler)) = groups.get_mut(&g) else {
+                bail!(
+                    "task `{task}` doc {}: no few-shot examples with {} = {g:?}",
+                    doc.doc_id,
+                    group_field.unwrap_or_default()
+                );
+            };
+            let picked = sampler
+                .pick(
+                    members.len(),
+                    |k| pool[members[k]].doc == doc.doc,
+                    n,
+                    same_split,
+                )
+                .map_err(|e| anyhow!("task `{task}` doc {}: {e}", doc.doc_id))?;
+            doc.fewshot = picked
+                .into_iter()
+                .map(|k| {
+                    let ex = &pool[members[k]];
+                    FewshotExample {
+                        pool_index: members[k],
+                        question: ex.text.clone(),
+                        answer: self.example_answer(ex),
+                    }
+                })
+                .collect();
+        }
+        Ok(())
+    }
+
+    /// The plain-text prompt before the document's own question: `description`, then each
+    /// example as `question + target_delimiter + answer + fewshot_delimiter` (lm-eval).
+    pub fn plain_prefix(&self, doc: &PreparedDoc) -> String {
+        let mut out = doc.description.clone().unwrap_or_default();
+        for ex in &doc.fewshot {
+            out.push_str(&ex.question);
+            out.push_str(&self.spec.target_delimiter);
+            out.push_str(&ex.answer);
+            out.push_str(&self.spec.fewshot_delimiter);
+        }
+        out
+    }
+
+    /// The whole plain-text prompt of a document: [`Task::plain_prefix`], its question, and for
+    /// generation with `gen_prefix` the delimiter (when neither side has whitespace there) and
+    /// the prefix. For `multiple_input` tasks this is the shared prefix only (each choice is then
+    /// appended by [`Task::requests`]).
+    pub fn plain_context(&self, doc: &PreparedDoc) -> String {
+        let mut out = self.plain_prefix(doc);
+        if self.spec.multiple_input {
+            return out;
+        }
+        out.push_str(&doc.text);
+        if let Some(p) = self.spec.gen_prefix.as_deref().filter(|p| !p.is_empty()) {
+            let ends_space = doc.text.chars().last().is_some_and(char::is_whitespace);
+            let starts_space = p.chars().next().is_some_and(char::is_whitespace);
+            if !ends_space && !starts_space {
+                out.push_str(&self.spec.target_delimiter);
+            }
+            out.push_str(p);
+        }
+        out
+    }
+
+    /// The chat messages of a document (`chat_template: true`): `description` as a system
+    /// message, then the examples as user/assistant turns (or, without `fewshot_as_multiturn`,
+    /// together with the question in one user message), then the question. The caller renders
+    /// them with the model's template and appends `gen_prefix`.
+    pub fn chat_messages(&self, doc: &PreparedDoc) -> Vec<PromptMessage> {
+        let msg = |role: &str, content: String| PromptMessage {
+            role: role.to_string(),
+            content,
+        };
+        let mut out = Vec::new();
+        if let Some(d) = doc.description.as_ref().filter(|d| !d.is_empty()) {
+            out.push(msg("system", d.clone()));
+        }
+        if self.spec.fewshot_as_multiturn {
+            for ex in &doc.fewshot {
+                out.push(msg("user", ex.question.clone()));
+                out.push(msg("assistant", ex.answer.clone()));
+            }
+            out.push(msg("user", doc.text.clone()));
+        } else {
+            let mut text = String::new();
+            for ex in &doc.fewshot {
+                text.push_str(&ex.question);
+                text.push_str(&self.spec.target_delimiter);
+                text.push_str(&ex.answer);
+                text.push_str(&self.spec.fewshot_delimiter);
+            }
+            text.push_str(&doc.text);
+            out.push(msg("user", text));
+        }
+        out
+    }
+
+    /// The `(context, continuation)` log-likelihood requests of a multiple-choice document given
+    /// its rendered context (lm-eval `construct_requests`): `(ctx, target_delimiter + choice)` per
+    /// choice, or for `multiple_input` `(ctx + choice, target_delimiter + continuation)`.
+    pub fn requests(&self, doc: &PreparedDoc, ctx: &str) -> Vec<(String, String)> {
+        match &doc.continuation {
+            Some(cont) if self.spec.multiple_input => doc
+                .choices
+                .iter()
+                .map(|c| {
+                    (
+                        format!("{ctx}{c}"),
+                        format!("{}{cont}", self.spec.target_delimiter),
+                    )
+                })
+                .collect(),
+            _ => self
+                .continuations(doc)
+                .into_iter()
+                .map(|c| (ctx.to_string(), c))
+                .collect(),
+        }
     }
 
     /// Evaluate a `doc_to_*` field: a bare field name yields the value, anything else is
@@ -233,10 +542,19 @@ impl Task {
     pub fn prepare(&self, doc_id: usize, doc: Value) -> Result<PreparedDoc> {
         let task = &self.spec.task;
         let ctx = JValue::from_serialize(&doc);
-        let text = self
+        let mut text = self
             .eval_field("doc_to_text", &self.spec.doc_to_text, &ctx)
             .map(|v| value_to_string(&v))
             .map_err(|e| anyhow!("task `{task}` doc {doc_id}: doc_to_text: {e:#}"))?;
+        let description = match &self.spec.description {
+            None => None,
+            Some(_) => Some(
+                self.env
+                    .get_template("description")
+                    .and_then(|t| t.render(&ctx))
+                    .map_err(|e| anyhow!("task `{task}` doc {doc_id}: description: {e:#}"))?,
+            ),
+        };
         let choices = match &self.spec.doc_to_choice {
             None => Vec::new(),
             Some(DocToChoice::List(l)) => l.clone(),
@@ -259,7 +577,25 @@ impl Task {
         let tv = self
             .eval_field("doc_to_target", &self.spec.doc_to_target, &ctx)
             .map_err(|e| anyhow!("task `{task}` doc {doc_id}: doc_to_target: {e:#}"))?;
+        let mut continuation = None;
         let target = match self.spec.output_type {
+            OutputType::MultipleChoice if self.spec.multiple_input => {
+                let gold = text
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&i| i < choices.len());
+                let Some(gold) = gold else {
+                    bail!(
+                        "task `{task}` doc {doc_id}: multiple_input needs doc_to_text to give a \
+                         choice index, got {text:?} ({} choices)",
+                        choices.len()
+                    );
+                };
+                continuation = Some(value_to_string(&tv));
+                text = choices[gold].clone();
+                Target::Index(gold)
+            }
             OutputType::MultipleChoice => {
                 let idx = if let Some(i) = tv.as_i64() {
                     usize::try_from(i).ok()
@@ -280,7 +616,9 @@ impl Task {
                     ),
                 }
             }
-            OutputType::GenerateUntil => Target::Text(value_to_string(&tv)),
+            OutputType::GenerateUntil | OutputType::LoglikelihoodRolling => {
+                Target::Text(value_to_string(&tv))
+            }
         };
         Ok(PreparedDoc {
             doc_id,
@@ -288,12 +626,15 @@ impl Task {
             text,
             choices,
             target,
+            fewshot: Vec::new(),
+            description,
+            continuation,
         })
     }
 
     /// The continuation of each choice: `target_delimiter + choice` (lm-eval
-    /// `construct_requests` for `multiple_choice`). The context is the prompt itself (no
-    /// few-shot examples yet).
+    /// `construct_requests` for `multiple_choice`); see [`Task::requests`] for the pairs with
+    /// their contexts.
     pub fn continuations(&self, doc: &PreparedDoc) -> Vec<String> {
         doc.choices
             .iter()
@@ -322,10 +663,42 @@ impl Task {
             match m {
                 MetricSpec::Acc => out.insert("acc".to_string(), s.acc),
                 MetricSpec::AccNorm => out.insert("acc_norm".to_string(), s.acc_norm),
-                MetricSpec::ExactMatch { .. } => None,
+                MetricSpec::Mc2 { labels_field } => {
+                    let labels = self.mc2_labels(doc, labels_field)?;
+                    out.insert("mc2".to_string(), crate::metrics::mc2(lls, &labels))
+                }
+                _ => None,
             };
         }
         Ok(out)
+    }
+
+    /// The 0/1 labels list of a TruthfulQA MC2 document, one per choice, with a `0` somewhere.
+    fn mc2_labels(&self, doc: &PreparedDoc, field: &str) -> Result<Vec<i64>> {
+        let task = &self.spec.task;
+        let mut v = &doc.doc;
+        for part in field.split('.') {
+            v = v.get(part).ok_or_else(|| {
+                anyhow!(
+                    "task `{task}` doc {}: mc2 labels field `{field}` is missing",
+                    doc.doc_id
+                )
+            })?;
+        }
+        let labels: Vec<i64> = v
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_i64).collect())
+            .unwrap_or_default();
+        if labels.len() != doc.choices.len() || !labels.contains(&0) {
+            bail!(
+                "task `{task}` doc {}: `{field}` must be one 0/1 label per choice with a 0 \
+                 ({} labels, {} choices)",
+                doc.doc_id,
+                labels.len(),
+                doc.choices.len()
+            );
+        }
+        Ok(labels)
     }
 
     /// Score one generation: each filter pipeline extracts an answer, each metric compares it to
@@ -363,5 +736,13 @@ impl Task {
             }
         }
         Ok(GenerationScores { filtered, metrics })
+    }
+}
+
+/// A document field as a string (strings as they are, other values in JSON form).
+fn field_str(doc: &Value, field: &str) -> Option<String> {
+    match doc.get(field)? {
+        Value::String(s) => Some(s.clone()),
+        v => Some(v.to_string()),
     }
 }

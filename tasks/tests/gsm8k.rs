@@ -15,6 +15,9 @@ fn score(task: &Task, target: &str, generation: &str) -> (String, String, f64, f
         text: String::new(),
         choices: vec![],
         target: Target::Text(target.to_string()),
+        fewshot: vec![],
+        description: None,
+        continuation: None,
     };
     let s = task.score_generation(&doc, generation).unwrap();
     (

@@ -35,9 +35,80 @@ fn every_shipped_spec_parses_and_matches_its_file() {
         Task::new(spec.clone()).unwrap();
         assert!(spec.metric_keys().contains(&spec.primary_metric));
     }
+    let tasks = list_tasks();
+    let plain: Vec<&str> = tasks
+        .iter()
+        .map(String::as_str)
+        .filter(|t| !t.contains(':'))
+        .collect();
     assert_eq!(
-        list_tasks(),
-        vec!["arc_challenge", "arc_easy", "gsm8k", "hellaswag"]
+        plain,
+        [
+            "arc_challenge",
+            "arc_challenge_llama",
+            "arc_easy",
+            "gsm8k",
+            "gsm8k_cot_llama",
+            "hellaswag",
+            "hellaswag_10shot",
+            "mmlu",
+            "mmlu_cot_llama",
+            "mmlu_llama",
+            "truthfulqa_mc2",
+            "winogrande",
+            "winogrande_5shot"
+        ]
+    );
+    // 57 MMLU subjects for each of the three MMLU tasks
+    for t in ["mmlu", "mmlu_llama", "mmlu_cot_llama"] {
+        let n = tasks
+            .iter()
+            .filter(|x| x.starts_with(&format!("{t}:")))
+            .count();
+        assert_eq!(n, 57, "{t}");
+    }
+    assert!(tasks.contains(&"mmlu_llama:marketing".to_string()));
+}
+
+#[test]
+fn leaderboard_v1_suite_and_subtasks() {
+    let s = suite("leaderboard-v1").unwrap();
+    let shots: Vec<(&str, usize)> = s.iter().map(|t| (t.task.as_str(), t.num_fewshot)).collect();
+    assert_eq!(
+        shots,
+        [
+            ("mmlu_llama", 5),
+            ("mmlu_cot_llama", 0),
+            ("arc_challenge_llama", 0),
+            ("gsm8k_cot_llama", 8),
+            ("hellaswag_10shot", 10),
+            ("winogrande_5shot", 5),
+            ("truthfulqa_mc2", 0)
+        ]
+    );
+    let m = resolve_task("mmlu_llama:marketing").unwrap();
+    assert_eq!(m.task, "mmlu_llama:marketing");
+    assert_eq!(m.subtask.as_deref(), Some("marketing"));
+    let err = format!("{:#}", resolve_task("mmlu:cooking").unwrap_err());
+    assert!(err.contains("cooking") && err.contains("mmlu"), "{err}");
+    let err = format!("{:#}", resolve_task("hellaswag:x").unwrap_err());
+    assert!(err.contains("no sub-tasks"), "{err}");
+}
+
+#[test]
+fn missing_fewshot_file_names_task_and_path() {
+    let mut spec = resolve_task("mmlu:marketing").unwrap();
+    spec.num_fewshot = 5;
+    spec.fewshot_split = Some("mmlu/nowhere.jsonl.gz".into());
+    let task = Task::new(spec).unwrap();
+    let err = format!(
+        "{:#}",
+        task.load_prepared(&common::data_dir(), Some(1))
+            .unwrap_err()
+    );
+    assert!(
+        err.contains("mmlu:marketing") && err.contains("mmlu/nowhere.jsonl.gz"),
+        "{err}"
     );
 }
 
