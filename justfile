@@ -153,3 +153,39 @@ bench-compress-cpu: build
         "$bv/bin/pip" install --quiet llmcompressor==0.14.0.1 compressed-tensors==0.19.0 transformers==5.17.0 datasets==5.2.0 accelerate==1.15.0
     fi
     "{{root}}/bench/compress_cpu.sh" "$bv/bin/python"
+
+# nightly job: compress MODEL to SCHEME (ARGS go to compress), evaluate BF16 and the compressed model on each suite, report, and gate the recovery against the stored baseline (exit 1 on a regression). Env: QUANTLAB_NIGHTLY_SUITES (default smoke), QUANTLAB_NIGHTLY_LIMIT, QUANTLAB_NIGHTLY_DIR, QUANTLAB_NIGHTLY_BASELINES, QUANTLAB_NIGHTLY_TOLERANCE
+nightly MODEL SCHEME *ARGS: build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cd "{{root}}"
+    name=$(basename "{{MODEL}}")
+    suites="${QUANTLAB_NIGHTLY_SUITES:-smoke}"
+    limit="${QUANTLAB_NIGHTLY_LIMIT:-}"
+    night="${QUANTLAB_NIGHTLY_DIR:-runs/nightly/$(date -u +%Y%m%d)-$name-{{SCHEME}}}"
+    baselines="${QUANTLAB_NIGHTLY_BASELINES:-baselines}"
+    tolerance="${QUANTLAB_NIGHTLY_TOLERANCE:-1.0}"
+    qmodel="models/$name-{{SCHEME}}"
+    "{{bin}}" compress "{{MODEL}}" "{{SCHEME}}" --out "$qmodel" --force {{ARGS}}
+    status=0
+    for suite in ${suites//,/ }; do
+        dir="$night/$suite"
+        mkdir -p "$dir"
+        for m in "{{MODEL}}" "$qmodel"; do
+            out="$dir/$(basename "$m")"
+            # A finished run is reused; an interrupted one resumes where it stopped.
+            if [ ! -f "$out/results.json" ]; then
+                "{{bin}}" eval "$m" --suite "$suite" ${limit:+--limit "$limit"} --out "$out"
+            fi
+        done
+        "{{bin}}" report "$dir/$name" "$dir/$name-{{SCHEME}}" --out "$dir/report"
+        base="$baselines/$name-{{SCHEME}}-$suite.json"
+        if [ -f "$base" ]; then
+            "{{bin}}" regress --baseline "$base" --runs "$dir" --tolerance-pp "$tolerance" || status=$?
+        else
+            mkdir -p "$baselines"
+            "{{bin}}" regress --runs "$dir" --write-baseline "$base"
+            echo "first night for $name {{SCHEME}} $suite: baseline written to $base"
+        fi
+    done
+    exit $status

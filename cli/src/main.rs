@@ -141,9 +141,54 @@ enum Cmd {
         /// The baseline run, by run id or model name (default: the one run whose scheme is bf16).
         #[arg(long)]
         baseline: Option<String>,
-        /// Write report.md, report.csv and report.json here.
+        /// Write report.{md,csv,json,html}, report_stats.csv and the charts (recovery.svg,
+        /// scores.svg, recovery.png) here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Paired-bootstrap resamples per task and run (0: no bootstrap).
+        #[arg(long, default_value_t = quantlab_reports::stats::DEFAULT_RESAMPLES)]
+        resamples: usize,
+        /// Seed of the bootstrap.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Regression gate: compare the recovery % per task and per suite of the runs in --runs
+    /// (a BF16 run and compressed runs) with a stored baseline snapshot.
+    ///
+    /// Prints what moved beyond the tolerance (or beyond its 95% CI), writes a JSON summary and a
+    /// JUnit XML, and exits 1 on a regression, 0 otherwise, 2 on an error (among them a baseline
+    /// made with other task versions). --write-baseline FILE only writes tonight's snapshot.
+    Regress {
+        /// Stored baseline: a snapshot (--write-baseline) or an earlier regress.json.
+        #[arg(long, required_unless_present = "write_baseline")]
+        baseline: Option<PathBuf>,
+        /// Folder whose sub-folders are tonight's run folders.
+        #[arg(long)]
+        runs: PathBuf,
+        /// Allowed drop of a recovery, percentage points.
+        #[arg(long, default_value_t = quantlab_reports::regress::DEFAULT_TOLERANCE_PP)]
+        tolerance_pp: f64,
+        /// YAML/JSON mapping of task or suite name to its own tolerance in pp.
+        #[arg(long)]
+        per_task: Option<PathBuf>,
+        /// Count a drop only when the stored recovery is also outside tonight's 95% CI.
+        #[arg(long)]
+        require_significant: bool,
+        /// The BF16 run in --runs by run id or model name (default: the one with scheme bf16).
+        #[arg(long)]
+        baseline_run: Option<String>,
+        /// JSON summary (default: RUNS/regress.json).
+        #[arg(long)]
+        summary: Option<PathBuf>,
+        /// JUnit XML (default: RUNS/regress-junit.xml).
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// Write tonight's snapshot to this file (to use as --baseline later) and exit.
+        #[arg(long)]
+        write_baseline: Option<PathBuf>,
+        /// Paired-bootstrap resamples per task and run (0: no CI).
+        #[arg(long, default_value_t = quantlab_reports::stats::DEFAULT_RESAMPLES)]
+        resamples: usize,
     },
     /// Text similarity of candidate answers (quantized model) to reference answers (BF16):
     /// ROUGE-1/L (rouge-score), BERTScore P/R/F1 (bert-score) and STS (sentence-transformers
@@ -364,7 +409,19 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("loading {} ({}) from {}", model, info.scheme, dir.display());
             let engine = quantlab_model::Engine::load(&dir, opts)?;
             let mut be = quantlab_evaluate::local::LocalBackend::new(engine);
-            if let Some(o) = &out {
+            // An interrupted run (resume state, no results.json) in --out is continued.
+            let resuming = out.as_ref().is_some_and(|o| {
+                o.join(quantlab_evaluate::runner::RESUME_DIR).is_dir()
+                    && !o.join("results.json").exists()
+            });
+            if resuming {
+                eprintln!(
+                    "resuming the interrupted run in {}",
+                    out.as_ref()
+                        .map_or(String::new(), |o| o.display().to_string())
+                );
+            }
+            if let Some(o) = out.as_ref().filter(|_| !resuming) {
                 if o.exists()
                     && std::fs::read_dir(o)
                         .map(|mut d| d.next().is_some())
@@ -417,12 +474,64 @@ fn run(cli: Cli) -> Result<()> {
             runs,
             baseline,
             out,
+            resamples,
+            seed,
         } => {
-            let md = quantlab_reports::write_report(&runs, baseline.as_deref(), out.as_deref())?;
+            let opts = quantlab_reports::ReportOptions {
+                stats: quantlab_reports::stats::StatsOptions {
+                    resamples,
+                    seed,
+                    ..Default::default()
+                },
+            };
+            let md = quantlab_reports::write_report_with(
+                &runs,
+                baseline.as_deref(),
+                out.as_deref(),
+                &opts,
+            )?;
             println!("{md}");
             if let Some(o) = out {
-                eprintln!("wrote {}/report.{{md,csv,json}}", o.display());
+                eprintln!(
+                    "wrote {}/report.{{md,csv,json,html}} and charts",
+                    o.display()
+                );
             }
+        }
+        Cmd::Regress {
+            baseline,
+            runs,
+            tolerance_pp,
+            per_task,
+            require_significant,
+            baseline_run,
+            summary,
+            junit,
+            write_baseline,
+            resamples,
+        } => {
+            // Exit 2 on errors, so CI can tell a broken gate from a regression (exit 1).
+            let code = match regress(
+                baseline,
+                runs,
+                tolerance_pp,
+                per_task,
+                require_significant,
+                baseline_run,
+                summary,
+                junit,
+                write_baseline,
+                resamples,
+            ) {
+                Ok(true) => 0,
+                Ok(false) => 1,
+                Err(e) => {
+                    let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+                    eprintln!("error: {}", chain.join(": "));
+                    2
+                }
+            };
+            std::process::exit(code);
         }
         Cmd::Similarity {
             candidates,
@@ -487,4 +596,69 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `quantlab regress`; Ok(passed).
+#[allow(clippy::too_many_arguments)]
+fn regress(
+    baseline: Option<PathBuf>,
+    runs: PathBuf,
+    tolerance_pp: f64,
+    per_task: Option<PathBuf>,
+    require_significant: bool,
+    baseline_run: Option<String>,
+    summary: Option<PathBuf>,
+    junit: Option<PathBuf>,
+    write_baseline: Option<PathBuf>,
+    resamples: usize,
+) -> Result<bool> {
+    use quantlab_reports::regress as rg;
+    if !(tolerance_pp.is_finite() && tolerance_pp >= 0.0) {
+        anyhow::bail!("--tolerance-pp {tolerance_pp}: expected a non-negative number");
+    }
+    let report = quantlab_reports::ReportOptions {
+        stats: quantlab_reports::stats::StatsOptions {
+            resamples,
+            ..Default::default()
+        },
+    };
+    if let Some(path) = write_baseline {
+        let (snap, _) = rg::snapshot(&runs, baseline_run.as_deref(), &report)?;
+        rg::write_snapshot(&snap, &path)?;
+        println!(
+            "wrote baseline snapshot {} ({} recoveries, {} tasks)",
+            path.display(),
+            snap.entries.len(),
+            snap.task_versions.len()
+        );
+        return Ok(true);
+    }
+    let baseline = baseline.context("--baseline FILE is required")?;
+    let gate = rg::GateOptions {
+        tolerance_pp,
+        per_task: match &per_task {
+            Some(p) => rg::read_tolerances(p)?,
+            None => Default::default(),
+        },
+        require_significant,
+    };
+    let summary = summary.unwrap_or_else(|| runs.join("regress.json"));
+    let junit = junit.unwrap_or_else(|| runs.join("regress-junit.xml"));
+    let r = rg::run_gate(
+        &baseline,
+        &runs,
+        baseline_run.as_deref(),
+        &gate,
+        &report,
+        &summary,
+        &junit,
+    )?;
+    print!("{}", r.text);
+    println!(
+        "{}; wrote {} and {}",
+        if r.passed { "PASSED" } else { "REGRESSION" },
+        summary.display(),
+        junit.display()
+    );
+    Ok(r.passed)
 }

@@ -53,5 +53,28 @@ pub fn model_info(name: &str, dir: &Path) -> Result<ModelInfo> {
         scheme: scheme_label(dir, qcfg.as_ref()),
         config_sha256: hex::encode(Sha256::digest(&bytes)),
         quantization_config: qcfg,
+        weights_sha256: Some(weights_sha256(dir)?),
     })
+}
+
+/// sha256 (hex) over the `*.safetensors` files of `dir`, in name order: for each file its name,
+/// a NUL byte, then its bytes. Reads every weight byte once (about 2 GB/s with SHA-NI). Errors:
+/// the folder cannot be listed or a file cannot be read (named).
+pub fn weights_sha256(dir: &Path) -> Result<String> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot list the model folder", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors") && p.is_file())
+        .collect();
+    files.sort();
+    let mut h = Sha256::new();
+    for f in &files {
+        h.update(f.file_name().unwrap_or_default().as_encoded_bytes());
+        h.update([0u8]);
+        let mut file =
+            std::fs::File::open(f).with_context(|| format!("{}: cannot read", f.display()))?;
+        std::io::copy(&mut file, &mut h)
+            .with_context(|| format!("{}: cannot read", f.display()))?;
+    }
+    Ok(hex::encode(h.finalize()))
 }

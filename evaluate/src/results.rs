@@ -19,6 +19,11 @@ pub struct ModelInfo {
     /// `quantization_config` from config.json, if any.
     #[serde(default)]
     pub quantization_config: Option<serde_json::Value>,
+    /// sha256 (hex) over the checkpoint's `*.safetensors` files, in name order: for each file its
+    /// name, a NUL byte, then its bytes (see `model_info::weights_sha256`). Absent in records
+    /// written before it was introduced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_sha256: Option<String>,
 }
 
 /// One metric's aggregate over the evaluated documents.
@@ -63,4 +68,85 @@ pub struct RunResults {
     pub wall_time_s: f64,
     /// Task name -> aggregates, in a stable order.
     pub tasks: BTreeMap<String, TaskResult>,
+    /// Task name -> documents taken from the resume state of an interrupted run (not evaluated
+    /// again); empty for a run that was not interrupted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resumed_docs: BTreeMap<String, usize>,
+}
+
+/// File name of the lm-evaluation-harness layout of a run record, beside `results.json`.
+pub const LM_EVAL_RESULTS_FILE: &str = "results_lm_eval.json";
+
+impl RunResults {
+    /// The record in lm-evaluation-harness's output layout (`lm_eval/evaluator.py`,
+    /// `simple_evaluate` + `EvaluationTracker`), so dashboards reading lm-eval's `results_*.json`
+    /// read ours: `results.<task>` holds `"<metric>,<filter>"` and `"<metric>_stderr,<filter>"`
+    /// (filter `none` for multiple-choice metrics, e.g. `acc,none`; generation metrics already
+    /// carry theirs, e.g. `exact_match,strict-match`), plus `versions`, `n-shot` (from
+    /// `n_shot`), `higher_is_better`, `n-samples` (`original` is only known without `--limit`),
+    /// `config` (model, model_args, backend settings, limit) and timing fields.
+    pub fn to_lm_eval(&self, n_shot: &BTreeMap<String, usize>) -> serde_json::Value {
+        use serde_json::{json, Map, Value};
+        let mut results = Map::new();
+        let mut versions = Map::new();
+        let mut hib = Map::new();
+        let mut n_samples = Map::new();
+        let mut shots = Map::new();
+        let mut groups = Map::new();
+        for (task, t) in &self.tasks {
+            let mut r = Map::new();
+            r.insert("alias".into(), json!(task));
+            let mut better = Map::new();
+            for (key, m) in &t.metrics {
+                let (metric, filter) = key.split_once(',').unwrap_or((key.as_str(), "none"));
+                r.insert(format!("{metric},{filter}"), json!(m.value));
+                r.insert(format!("{metric}_stderr,{filter}"), json!(m.stderr));
+                better.insert(metric.to_string(), json!(true));
+            }
+            results.insert(task.clone(), Value::Object(r));
+            versions.insert(
+                task.clone(),
+                t.version
+                    .parse::<f64>()
+                    .map_or_else(|_| json!(t.version), |v| json!(v)),
+            );
+            hib.insert(task.clone(), Value::Object(better));
+            n_samples.insert(
+                task.clone(),
+                json!({
+                    "original": if self.limit.is_none() { json!(t.n_docs) } else { Value::Null },
+                    "effective": t.n_docs,
+                }),
+            );
+            shots.insert(task.clone(), json!(n_shot.get(task).copied().unwrap_or(0)));
+            groups.insert(task.clone(), json!([]));
+        }
+        let date = chrono::DateTime::parse_from_rfc3339(&self.started_at)
+            .map(|d| d.timestamp() as f64)
+            .ok();
+        json!({
+            "results": results,
+            "group_subtasks": groups,
+            "versions": versions,
+            "n-shot": shots,
+            "higher_is_better": hib,
+            "n-samples": n_samples,
+            "config": {
+                "model": format!("quantlab-{}", self.backend.get("backend").and_then(Value::as_str).unwrap_or("local")),
+                "model_args": format!("pretrained={}", self.model.path),
+                "batch_size": self.backend.get("batch_size").cloned().unwrap_or(Value::Null),
+                "device": self.backend.get("device").cloned().unwrap_or(Value::Null),
+                "limit": self.limit,
+                "bootstrap_iters": 0,
+                "backend": self.backend,
+            },
+            "model_name": self.model.name,
+            "model_source": "quantlab",
+            "config_sha256": self.model.config_sha256,
+            "weights_sha256": self.model.weights_sha256,
+            "date": date,
+            "total_evaluation_time_seconds": format!("{}", self.wall_time_s),
+            "quantlab_version": self.quantlab_version,
+        })
+    }
 }

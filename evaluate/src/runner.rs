@@ -434,7 +434,8 @@ fn run_rolling(
 }
 
 /// Evaluate one task: requests, backend calls, per-document scores; writes
-/// `<out_dir>/samples_<task>.jsonl` and returns the aggregates.
+/// `<out_dir>/samples_<task>.jsonl` and returns the aggregates. No resume state is kept (see
+/// [`run_tasks`] for that).
 pub fn run_task(
     backend: &mut dyn Backend,
     spec: &TaskSpec,
@@ -442,39 +443,176 @@ pub fn run_task(
     limit: Option<usize>,
     out_dir: &Path,
 ) -> Result<TaskResult> {
+    run_task_resumable(backend, spec, data_dir, limit, out_dir, None).map(|(r, _)| r)
+}
+
+/// Folder inside a run folder holding the resume state of an unfinished run.
+pub const RESUME_DIR: &str = ".resume";
+
+/// Environment variable: documents per checkpoint of the resume state (default
+/// [`DEFAULT_CHECKPOINT_DOCS`]).
+pub const CHECKPOINT_ENV: &str = "QUANTLAB_EVAL_CHECKPOINT_DOCS";
+
+/// Default documents per checkpoint.
+pub const DEFAULT_CHECKPOINT_DOCS: usize = 256;
+
+fn checkpoint_docs() -> Result<usize> {
+    match std::env::var(CHECKPOINT_ENV) {
+        Ok(v) => v
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .with_context(|| format!("{CHECKPOINT_ENV}={v:?}: expected a positive integer")),
+        Err(_) => Ok(DEFAULT_CHECKPOINT_DOCS),
+    }
+}
+
+/// The resume state of one task: `<run>/.resume/samples_<task>.jsonl`, whose first line is
+/// `{"resume_key": KEY}` and every further line a finished [`SampleRecord`], appended one
+/// checkpoint (a run of documents in data-file order) at a time and synced to disk. KEY is the
+/// sha256 of everything the answers depend on: the model identity (config and weights hashes,
+/// quantization_config), the task spec (with its version), `--limit`, the backend settings and the
+/// checkpoint size. A state with another key, or whose documents no longer match the data file
+/// (doc_id and prompt), is discarded; a torn last line (the process died mid-write) is ignored.
+fn load_resume(path: &Path, key: &str, docs: &[PreparedDoc], ctxs: &[String]) -> Vec<SampleRecord> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let mut lines = text.lines();
+    let header: Option<serde_json::Value> = lines.next().and_then(|l| serde_json::from_str(l).ok());
+    if header
+        .as_ref()
+        .and_then(|h| h.get("resume_key"))
+        .and_then(|k| k.as_str())
+        != Some(key)
+    {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for line in lines {
+        let Ok(rec) = serde_json::from_str::<SampleRecord>(line) else {
+            break;
+        };
+        let i = out.len();
+        if i >= docs.len() || rec.doc_id != docs[i].doc_id || rec.context != ctxs[i] {
+            return Vec::new();
+        }
+        out.push(rec);
+    }
+    out
+}
+
+fn append_records(file: &mut std::fs::File, path: &Path, records: &[SampleRecord]) -> Result<()> {
+    let mut buf = Vec::new();
+    for r in records {
+        serde_json::to_writer(&mut buf, r)?;
+        buf.push(b'\n');
+    }
+    file.write_all(&buf)
+        .and_then(|_| file.sync_data())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// [`run_task`] with a resume state when `identity` (the model's identity, as JSON) is given:
+/// documents are evaluated in checkpoints of `$QUANTLAB_EVAL_CHECKPOINT_DOCS` (default 256), each
+/// appended to `<out_dir>/.resume/samples_<task>.jsonl`; an earlier, interrupted call with the
+/// same key continues after its last finished checkpoint. The checkpoints are the same whether or
+/// not the run was interrupted, so the results are identical. Returns the aggregates and the
+/// number of documents taken from the resume state.
+pub fn run_task_resumable(
+    backend: &mut dyn Backend,
+    spec: &TaskSpec,
+    data_dir: &Path,
+    limit: Option<usize>,
+    out_dir: &Path,
+    identity: Option<&serde_json::Value>,
+) -> Result<(TaskResult, usize)> {
     let task = Task::new(spec.clone())?;
     let docs = task.load_prepared(data_dir, limit)?;
     if docs.is_empty() {
         bail!("task `{}`: no documents to evaluate", spec.task);
     }
     let n_docs = docs.len();
-    let samples = match spec.output_type {
-        OutputType::MultipleChoice => {
-            let ctxs = contexts(backend, &task, &docs)?;
-            run_multiple_choice(backend, &task, docs, ctxs)?
-        }
-        OutputType::GenerateUntil => {
-            let ctxs = contexts(backend, &task, &docs)?;
-            run_generation(backend, &task, docs, ctxs)?
-        }
-        OutputType::LoglikelihoodRolling => run_rolling(backend, &task, docs)?,
+    // Rolling-perplexity records keep no prompt to check a resume state against: their state is
+    // never reused (load_resume sees a different context and starts over).
+    let ctxs = match spec.output_type {
+        OutputType::LoglikelihoodRolling => vec![String::new(); n_docs],
+        _ => contexts(backend, &task, &docs)?,
     };
+    let chunk = checkpoint_docs()?;
+    let mut state = None;
+    let mut samples = Vec::with_capacity(n_docs);
+    if let Some(id) = identity {
+        use sha2::{Digest, Sha256};
+        let key_src = serde_json::json!({
+            "model": id, "spec": spec, "limit": limit, "backend": backend.describe(),
+            "checkpoint_docs": chunk,
+        });
+        let key = hex::encode(Sha256::digest(serde_json::to_vec(&key_src)?));
+        let dir = out_dir.join(RESUME_DIR);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(format!("samples_{}.jsonl", spec.task));
+        samples = load_resume(&path, &key, &docs, &ctxs);
+        // Keep whole checkpoints only, so the remaining ones are those of an uninterrupted run.
+        if samples.len() < n_docs {
+            samples.truncate(samples.len() / chunk * chunk);
+        }
+        // Rewrite the state (header + kept records), then append to it.
+        let mut buf = serde_json::to_vec(&serde_json::json!({ "resume_key": key }))?;
+        buf.push(b'\n');
+        write_atomic(&path, &buf)?;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        append_records(&mut file, &path, &samples)?;
+        state = Some((file, path));
+    }
+    let resumed = samples.len();
+    if resumed > 0 {
+        eprintln!(
+            "{}: {resumed} of {n_docs} documents taken from the resume state",
+            spec.task
+        );
+    }
+    let mut docs = docs.into_iter().skip(resumed);
+    let mut ctxs = ctxs.into_iter().skip(resumed);
+    loop {
+        let d: Vec<PreparedDoc> = docs.by_ref().take(chunk).collect();
+        if d.is_empty() {
+            break;
+        }
+        let c: Vec<String> = ctxs.by_ref().take(d.len()).collect();
+        let done = match spec.output_type {
+            OutputType::MultipleChoice => run_multiple_choice(backend, &task, d, c)?,
+            OutputType::GenerateUntil => run_generation(backend, &task, d, c)?,
+            OutputType::LoglikelihoodRolling => run_rolling(backend, &task, d)?,
+        };
+        if let Some((file, path)) = state.as_mut() {
+            append_records(file, path, &done)?;
+        }
+        samples.extend(done);
+    }
     let mut buf = Vec::new();
     for s in &samples {
         serde_json::to_writer(&mut buf, s)?;
         buf.push(b'\n');
     }
     write_atomic(&out_dir.join(format!("samples_{}.jsonl", spec.task)), &buf)?;
-    Ok(TaskResult {
-        version: spec.version.clone(),
-        n_docs,
-        primary_metric: spec.primary_metric.clone(),
-        metrics: if spec.output_type == OutputType::LoglikelihoodRolling {
-            aggregate_rolling(spec, &samples)
-        } else {
-            aggregate(&spec.metric_keys(), &samples)?
+    Ok((
+        TaskResult {
+            version: spec.version.clone(),
+            n_docs,
+            primary_metric: spec.primary_metric.clone(),
+            metrics: if spec.output_type == OutputType::LoglikelihoodRolling {
+                aggregate_rolling(spec, &samples)
+            } else {
+                aggregate(&spec.metric_keys(), &samples)?
+            },
         },
-    })
+        resumed,
+    ))
 }
 
 /// Run `tasks` against `backend`, writing `samples_<task>.jsonl` for each task and finally
@@ -495,8 +633,25 @@ pub fn run_tasks(
         }
     }
     let mut results = BTreeMap::new();
+    let mut resumed_docs = BTreeMap::new();
+    let identity = serde_json::json!({
+        "config_sha256": opts.model.config_sha256,
+        "weights_sha256": opts.model.weights_sha256,
+        "quantization_config": opts.model.quantization_config,
+        "scheme": opts.model.scheme,
+    });
     for spec in tasks {
-        let r = run_task(backend, spec, &opts.data_dir, opts.limit, &opts.out_dir)?;
+        let (r, resumed) = run_task_resumable(
+            backend,
+            spec,
+            &opts.data_dir,
+            opts.limit,
+            &opts.out_dir,
+            Some(&identity),
+        )?;
+        if resumed > 0 {
+            resumed_docs.insert(spec.task.clone(), resumed);
+        }
         results.insert(spec.task.clone(), r);
     }
     let run = RunResults {
@@ -513,9 +668,25 @@ pub fn run_tasks(
         started_at,
         wall_time_s: started.elapsed().as_secs_f64(),
         tasks: results,
+        resumed_docs,
     };
+    let n_shot: BTreeMap<String, usize> = tasks
+        .iter()
+        .map(|t| (t.task.clone(), t.num_fewshot))
+        .collect();
+    let lm_eval = serde_json::to_vec_pretty(&run.to_lm_eval(&n_shot))?;
+    write_atomic(
+        &opts.out_dir.join(crate::results::LM_EVAL_RESULTS_FILE),
+        &lm_eval,
+    )?;
     let json = serde_json::to_vec_pretty(&run)?;
     write_atomic(&opts.out_dir.join("results.json"), &json)?;
+    // The run is complete: its resume state is no longer needed.
+    let resume = opts.out_dir.join(RESUME_DIR);
+    if resume.exists() {
+        std::fs::remove_dir_all(&resume)
+            .with_context(|| format!("removing {}", resume.display()))?;
+    }
     Ok(run)
 }
 

@@ -120,6 +120,7 @@ fn smoke_suite_limit_5_writes_a_readable_run_folder() {
         names,
         [
             "results.json",
+            "results_lm_eval.json",
             "samples_arc_easy.jsonl",
             "samples_gsm8k.jsonl",
             "samples_hellaswag.jsonl"

@@ -15,9 +15,12 @@
 
 pub mod load;
 pub mod recovery;
+pub mod regress;
+pub mod render;
 pub mod report;
+pub mod stats;
 
 pub use load::load_run;
 pub use quantlab_evaluate::results::RunResults;
-pub use recovery::{recovery_table, RecoveryTable, RunColumn, AVERAGE_ROW};
-pub use report::write_report;
+pub use recovery::{recovery_table, RecoveryTable, RunColumn, AVERAGE_ROW, NEAR_RANDOM};
+pub use report::{build_report, write_report, write_report_with, ReportOptions};

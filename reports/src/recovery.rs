@@ -23,11 +23,12 @@
 //! A recovery is undefined when the baseline score is 0 (or missing): the frame holds null there,
 //! the renderers print `n/a` (never `inf` or `NaN`).
 
+use crate::stats::{ci95, near_random, PairedBootstrap};
 use anyhow::{bail, Result};
 use polars::prelude::*;
 use quantlab_evaluate::results::RunResults;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 /// Task name of the row holding the mean over the tasks every run has.
@@ -38,6 +39,13 @@ pub const BASELINE_SCHEME: &str = "bf16";
 
 /// Text printed where a recovery is undefined (baseline score 0).
 pub const NOT_AVAILABLE: &str = "n/a";
+
+/// Text printed instead of a recovery when the baseline is near random on the task.
+pub const NEAR_RANDOM: &str = "near random";
+
+/// Marker appended to a recovery whose difference from the baseline is significant (95%, paired
+/// bootstrap over documents).
+pub const SIGNIFICANT: &str = " *";
 
 /// Text printed where a run has no score for a row's task and metric.
 pub const MISSING: &str = "—";
@@ -82,6 +90,12 @@ pub struct RecoveryTable {
     compared: Vec<RunColumn>,
     average_tasks: Vec<String>,
     excluded_tasks: Vec<String>,
+    /// Task -> chance level (fraction) of the raw task, when known.
+    chance: BTreeMap<String, f64>,
+    /// Tasks whose baseline is near random (their recoveries are not quoted).
+    near_random: BTreeSet<String>,
+    /// (task, run label) -> paired bootstrap of that run against the baseline.
+    bootstrap: BTreeMap<(String, String), PairedBootstrap>,
 }
 
 /// Build the recovery table of `runs` against a baseline.
@@ -221,6 +235,9 @@ pub fn recovery_table(runs: &[RunResults], baseline: Option<&str>) -> Result<Rec
         compared: order.iter().skip(1).map(|&ri| column(ri)).collect(),
         average_tasks,
         excluded_tasks,
+        chance: BTreeMap::new(),
+        near_random: BTreeSet::new(),
+        bootstrap: BTreeMap::new(),
     })
 }
 
@@ -346,6 +363,70 @@ impl RecoveryTable {
         &self.excluded_tasks
     }
 
+    /// Record the chance level of each task (fraction in [0, 1): 1 / number of choices for
+    /// multiple choice, 0 for generation) and flag the tasks whose baseline is near random (see
+    /// [`crate::stats::near_random`]; `headroom` is the fraction of the chance-to-perfect gap the
+    /// baseline must close). `normalized`: the scores are already Leaderboard-V2 normalised,
+    /// (v − chance) / (1 − chance) × 100, as in the paper's Table 3; they are mapped back to the
+    /// raw scale before the test. Tasks absent from `chance` are left unflagged.
+    pub fn flag_near_random(
+        &mut self,
+        chance: &BTreeMap<String, f64>,
+        normalized: bool,
+        headroom: f64,
+    ) {
+        let base = self.baseline.label.clone();
+        for (task, &c) in chance {
+            let (Some(score), Some(se)) = (self.score(task, &base), self.stderr(task, &base))
+            else {
+                continue;
+            };
+            self.chance.insert(task.clone(), c);
+            let (raw, raw_se) = if normalized {
+                (c * 100.0 + score * (1.0 - c), se * (1.0 - c))
+            } else {
+                (score, se)
+            };
+            if near_random(raw, raw_se, c * 100.0, 100.0, headroom) {
+                self.near_random.insert(task.clone());
+            } else {
+                self.near_random.remove(task);
+            }
+        }
+    }
+
+    /// Attach the paired bootstrap of the run labelled `label` against the baseline on `task`.
+    pub fn set_bootstrap(&mut self, task: &str, label: &str, b: PairedBootstrap) {
+        self.bootstrap
+            .insert((task.to_string(), label.to_string()), b);
+    }
+
+    /// The paired bootstrap of run `label` on `task`, if one was attached.
+    pub fn bootstrap(&self, task: &str, label: &str) -> Option<&PairedBootstrap> {
+        self.bootstrap.get(&(task.to_string(), label.to_string()))
+    }
+
+    /// Tasks whose baseline is near random (recoveries not quoted), sorted.
+    pub fn near_random_tasks(&self) -> Vec<String> {
+        self.near_random.iter().cloned().collect()
+    }
+
+    /// Whether `task`'s baseline is flagged near random.
+    pub fn is_near_random(&self, task: &str) -> bool {
+        self.near_random.contains(task)
+    }
+
+    /// Chance level (fraction) of `task`, when known.
+    pub fn chance(&self, task: &str) -> Option<f64> {
+        self.chance.get(task).copied()
+    }
+
+    /// 95% normal confidence interval (percent) of the score of run `label` on `task`
+    /// (score ± 1.96 stderr).
+    pub fn ci95(&self, task: &str, label: &str) -> Option<(f64, f64)> {
+        Some(ci95(self.score(task, label)?, self.stderr(task, label)?))
+    }
+
     /// Row names (`task` column), the [`AVERAGE_ROW`] last.
     pub fn tasks(&self) -> Vec<String> {
         (0..self.frame.height())
@@ -410,6 +491,7 @@ impl RecoveryTable {
         }
         let mut rows = Vec::new();
         let (mut any_na, mut any_missing) = (false, false);
+        let (mut any_near_random, mut any_significant) = (false, false);
         for i in 0..self.frame.height() {
             let b = self.cell(base, i);
             let mut row = vec![self.text(TASK_COL, i), self.text(METRIC_COL, i), fmt_pct(b)];
@@ -419,7 +501,17 @@ impl RecoveryTable {
                 let r = self.cell(&recovery_column(&run.label), i);
                 row.push(fmt_pct(q));
                 any_missing |= q.is_none();
+                let task = self.text(TASK_COL, i);
+                let boot = self.bootstrap(&task, &run.label);
                 row.push(match (r, q, b) {
+                    (Some(_), _, _) if self.near_random.contains(&task) => {
+                        any_near_random = true;
+                        NEAR_RANDOM.to_string()
+                    }
+                    (Some(r), _, _) if boot.is_some_and(|b| b.significant) => {
+                        any_significant = true;
+                        format!("{r:.2}{SIGNIFICANT}")
+                    }
                     (Some(r), _, _) => format!("{r:.2}"),
                     (None, Some(_), Some(_)) => {
                         any_na = true;
@@ -499,6 +591,76 @@ impl RecoveryTable {
         if any_missing {
             out.push_str(&format!("{MISSING}: the run has no score for this task.\n"));
         }
+        if any_near_random {
+            out.push_str(&format!(
+                "{NEAR_RANDOM}: the baseline is close to random guessing on this task ({}), so \
+                 its recovery is not quoted (as the paper does for GPQA and MuSR); it still \
+                 counts in the {AVERAGE_ROW}.\n",
+                self.near_random_tasks().join(", ")
+            ));
+        }
+        if any_significant {
+            out.push_str(&format!(
+                "{SIGNIFICANT}: the difference from the baseline is significant at the 95% level \
+                 (paired bootstrap over documents).\n"
+            ));
+        }
+        out
+    }
+
+    /// A Markdown table of the statistics behind the recovery table: per task and run, the
+    /// score with its 95% confidence interval (score ± 1.96 stderr), and for the compared runs
+    /// the paired bootstrap (difference from the baseline in percentage points with its 95%
+    /// interval, p-value, recovery's 95% interval, matched documents). Empty cells where the
+    /// bootstrap was not run (no samples files).
+    pub fn to_markdown_stats(&self) -> String {
+        let mut out = String::from(
+            "| task | run | score % | 95% CI | Δ pp vs baseline | Δ 95% CI | p | recovery 95% CI | docs paired | note |\n\
+             | :--- | :--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :--- |\n",
+        );
+        let f2 = |v: f64| format!("{v:.2}");
+        for task in self.tasks() {
+            let runs = std::iter::once(&self.baseline).chain(self.compared.iter());
+            for (k, run) in runs.enumerate() {
+                let Some(score) = self.score(&task, &run.label) else {
+                    continue;
+                };
+                let ci = self
+                    .ci95(&task, &run.label)
+                    .map_or(String::new(), |(lo, hi)| format!("[{lo:.2}, {hi:.2}]"));
+                let boot = self.bootstrap(&task, &run.label);
+                let cell = |f: &dyn Fn(&PairedBootstrap) -> String| boot.map_or(String::new(), f);
+                let mut note = Vec::new();
+                if k == 0 {
+                    note.push("baseline".to_string());
+                    if let Some(c) = self.chance(&task) {
+                        if c > 0.0 {
+                            note.push(format!("chance {:.2}", c * 100.0));
+                        }
+                    }
+                }
+                if self.is_near_random(&task) {
+                    note.push(NEAR_RANDOM.to_string());
+                }
+                if boot.is_some_and(|b| b.significant) {
+                    note.push("significant".into());
+                }
+                out.push_str(&format!(
+                    "| {task} | {} | {} | {ci} | {} | {} | {} | {} | {} | {} |\n",
+                    run.label,
+                    f2(score),
+                    cell(&|b| format!("{:+.2}", b.diff_pp)),
+                    cell(&|b| format!("[{:+.2}, {:+.2}]", b.diff_ci_lo, b.diff_ci_hi)),
+                    cell(&|b| format!("{:.4}", b.p_value)),
+                    cell(&|b| match (b.recovery_ci_lo, b.recovery_ci_hi) {
+                        (Some(lo), Some(hi)) => format!("[{lo:.2}, {hi:.2}]"),
+                        _ => NOT_AVAILABLE.into(),
+                    }),
+                    cell(&|b| b.n_docs.to_string()),
+                    note.join("; "),
+                ));
+            }
+        }
         out
     }
 
@@ -527,12 +689,15 @@ impl RecoveryTable {
                 let base = &self.baseline.label;
                 let mut runs = serde_json::Map::new();
                 for run in &self.compared {
+                    let task = self.text(TASK_COL, i);
                     runs.insert(
                         run.label.clone(),
                         json!({
                             "score": self.cell(&run.label, i),
                             "stderr": self.cell(&stderr_column(&run.label), i),
+                            "ci95": self.ci95(&task, &run.label).map(|(lo, hi)| [lo, hi]),
                             "recovery_pct": self.cell(&recovery_column(&run.label), i),
+                            "bootstrap": self.bootstrap(&task, &run.label),
                         }),
                     );
                 }
@@ -542,7 +707,10 @@ impl RecoveryTable {
                     "baseline": {
                         "score": self.cell(base, i),
                         "stderr": self.cell(&stderr_column(base), i),
+                        "ci95": self.ci95(&self.text(TASK_COL, i), base).map(|(lo, hi)| [lo, hi]),
                     },
+                    "chance": self.chance(&self.text(TASK_COL, i)),
+                    "near_random": self.is_near_random(&self.text(TASK_COL, i)),
                     "runs": runs,
                 })
             })
@@ -559,6 +727,13 @@ impl RecoveryTable {
                 "average_recovery_pct": "Average(run) / Average(baseline) x 100, the recovery of \
                                          the average score (arXiv 2411.02355, Table 2)",
                 "average_stderr": "sqrt(sum of squared task stderrs) / number of tasks",
+                "ci95": "score +- 1.959964 x stderr (normal approximation)",
+                "bootstrap": "paired bootstrap over documents matched by doc_id: diff_pp = run - \
+                              baseline in percentage points, 95% percentile intervals, \
+                              significant when the difference's interval excludes 0",
+                "near_random": "the task can be guessed (chance > 0) and the baseline closes \
+                                less than 20% of the chance-to-perfect gap, or its 95% CI \
+                                reaches chance; its recovery is not quoted",
             },
             "average_tasks": self.average_tasks,
             "excluded_from_average": self.excluded_tasks,

@@ -1,41 +1,245 @@
 //! `quantlab report RUN...`: load run records, build the recovery table, write the renderings.
 
-use crate::{load_run, recovery_table};
-use anyhow::{Context, Result};
+use crate::load::results_file;
+use crate::stats::{self, StatsOptions};
+use crate::{load_run, recovery_table, RecoveryTable, RunResults};
+use anyhow::{bail, Context, Result};
+use polars::prelude::*;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Load the runs (folders or `results.json` files), build the recovery table against `baseline`
-/// (see [`recovery_table`](crate::recovery_table)) and, when `out_dir` is given, write
-/// `report.md`, `report.csv` and `report.json` there (each atomically). Returns the Markdown.
+/// What `quantlab report` computes besides the table.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ReportOptions {
+    /// Bootstrap and near-random settings.
+    pub stats: StatsOptions,
+}
+
+/// Load the runs (folders or `results.json` files) and build the recovery table against
+/// `baseline` (see [`recovery_table`](crate::recovery_table)) with its statistics: chance levels
+/// and the near-random flag from the baseline's `samples_<task>.jsonl`, and for every compared run
+/// and task a paired bootstrap over the documents both runs have (matched by `doc_id`). Runs
+/// without samples files get no bootstrap (and their tasks no chance level). Errors name the file
+/// (and field) of a malformed record or samples file.
+pub fn build_report(
+    runs: &[PathBuf],
+    baseline: Option<&str>,
+    opts: &ReportOptions,
+) -> Result<RecoveryTable> {
+    let records = runs
+        .iter()
+        .map(|p| load_run(p))
+        .collect::<Result<Vec<_>>>()?;
+    let dirs: Vec<PathBuf> = runs
+        .iter()
+        .map(|p| {
+            results_file(p)
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default()
+        })
+        .collect();
+    let mut table = recovery_table(&records, baseline)?;
+    annotate(&mut table, &records, &dirs, opts)?;
+    Ok(table)
+}
+
+/// Attach chance levels, near-random flags and paired bootstraps to `table` (built from
+/// `records`, whose run folders are `dirs`).
+pub fn annotate(
+    table: &mut RecoveryTable,
+    records: &[RunResults],
+    dirs: &[PathBuf],
+    opts: &ReportOptions,
+) -> Result<()> {
+    let find = |run_id: &str| records.iter().position(|r| r.run_id == run_id);
+    let bi = find(&table.baseline().run_id).context("baseline run not among the records")?;
+    let base = &records[bi];
+    let mut chance = BTreeMap::new();
+    let mut base_samples = BTreeMap::new();
+    for (task, result) in &base.tasks {
+        if let Some(s) = stats::load_task_samples(&dirs[bi], task)? {
+            if let Some(c) = stats::chance_level(&s) {
+                chance.insert(task.clone(), c);
+            }
+            let file = dirs[bi].join(format!("samples_{task}.jsonl"));
+            base_samples.insert(
+                task.clone(),
+                stats::metric_by_doc(&s, &result.primary_metric, &file)?,
+            );
+        }
+    }
+    table.flag_near_random(&chance, false, opts.stats.near_random_headroom);
+    if opts.stats.resamples == 0 {
+        return Ok(());
+    }
+    let compared = table.compared().to_vec();
+    for run in &compared {
+        let ri = find(&run.run_id).context("compared run not among the records")?;
+        for (task, base_docs) in &base_samples {
+            let metric = &base.tasks[task].primary_metric;
+            let Some(s) = stats::load_task_samples(&dirs[ri], task)? else {
+                continue;
+            };
+            let file = dirs[ri].join(format!("samples_{task}.jsonl"));
+            let docs = stats::metric_by_doc(&s, metric, &file)?;
+            let (b, q): (Vec<f64>, Vec<f64>) = base_docs
+                .iter()
+                .filter_map(|(id, &bv)| docs.get(id).map(|&qv| (bv, qv)))
+                .unzip();
+            if b.is_empty() {
+                bail!(
+                    "{}: no document in common with the baseline's samples_{task}.jsonl \
+                     (matched by doc_id)",
+                    file.display()
+                );
+            }
+            let boot = stats::paired_bootstrap(&b, &q, opts.stats.resamples, opts.stats.seed)?;
+            table.set_bootstrap(task, &run.label, boot);
+        }
+    }
+    Ok(())
+}
+
+/// Names of the files [`write_report`] writes into its output folder (charts only when a font is
+/// available; see [`crate::render::ensure_font`]).
+pub const REPORT_FILES: &[&str] = &[
+    "report.md",
+    "report.csv",
+    "report_stats.csv",
+    "report.json",
+    "report.html",
+    "recovery.svg",
+    "scores.svg",
+    "recovery.png",
+];
+
+/// `quantlab report` with default options: see [`write_report_with`].
 pub fn write_report(
     runs: &[PathBuf],
     baseline: Option<&str>,
     out_dir: Option<&Path>,
 ) -> Result<String> {
-    let records = runs
-        .iter()
-        .map(|p| load_run(p))
-        .collect::<Result<Vec<_>>>()?;
-    let table = recovery_table(&records, baseline)?;
-    let markdown = table.to_markdown();
+    write_report_with(runs, baseline, out_dir, &ReportOptions::default())
+}
+
+/// Build the report ([`build_report`]) and, when `out_dir` is given, write there (each file
+/// atomically): `report.md` (recovery table and statistics), `report.csv` (the wide table),
+/// `report_stats.csv` (one row per task and run: score, CI, recovery, bootstrap), `report.json`,
+/// `report.html` (self-contained), and the charts `recovery.svg`, `scores.svg`, `recovery.png`.
+/// Returns the Markdown.
+pub fn write_report_with(
+    runs: &[PathBuf],
+    baseline: Option<&str>,
+    out_dir: Option<&Path>,
+    opts: &ReportOptions,
+) -> Result<String> {
+    let table = build_report(runs, baseline, opts)?;
+    let markdown = format!(
+        "{}\n## Statistics\n\n{}",
+        table.to_markdown(),
+        table.to_markdown_stats()
+    );
     if let Some(dir) = out_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create report folder {}", dir.display()))?;
-        write_atomic(&dir.join("report.md"), |f| {
-            f.write_all(markdown.as_bytes())?;
-            Ok(())
-        })?;
+        let text = |name: &str, body: &str| {
+            write_atomic(&dir.join(name), |f| {
+                f.write_all(body.as_bytes())?;
+                Ok(())
+            })
+        };
+        text("report.md", &markdown)?;
         table.write_csv(&dir.join("report.csv"))?;
-        let json = serde_json::to_string_pretty(&table.to_json())?;
-        write_atomic(&dir.join("report.json"), |f| {
-            f.write_all(json.as_bytes())?;
-            f.write_all(b"\n")?;
-            Ok(())
-        })?;
+        write_stats_csv(&table, &dir.join("report_stats.csv"))?;
+        text(
+            "report.json",
+            &(serde_json::to_string_pretty(&table.to_json())? + "\n"),
+        )?;
+        text("report.html", &crate::render::to_html(&table)?)?;
+        match crate::render::recovery_svg(&table) {
+            Ok(svg) => {
+                text("recovery.svg", &svg)?;
+                text("scores.svg", &crate::render::scores_svg(&table)?)?;
+                crate::render::write_recovery_png(&table, &dir.join("recovery.png"))?;
+            }
+            Err(e) => eprintln!("warning: charts skipped: {e:#}"),
+        }
     }
     Ok(markdown)
+}
+
+/// Long-format statistics CSV (polars): one row per task (Average included) and run with score,
+/// stderr, 95% CI, recovery, bootstrap difference and its interval, p-value, significance,
+/// recovery interval, matched documents, chance level and the near-random flag. Percent units;
+/// empty cells where a value does not apply.
+pub fn write_stats_csv(table: &RecoveryTable, path: &Path) -> Result<()> {
+    let mut cols: BTreeMap<&str, Vec<Option<f64>>> = BTreeMap::new();
+    let (mut task_c, mut run_c, mut sig_c, mut nr_c) = (vec![], vec![], vec![], vec![]);
+    let names = [
+        "score",
+        "stderr",
+        "ci95_lo",
+        "ci95_hi",
+        "recovery_pct",
+        "diff_pp",
+        "diff_ci_lo",
+        "diff_ci_hi",
+        "p_value",
+        "recovery_ci_lo",
+        "recovery_ci_hi",
+        "docs_paired",
+        "chance_pct",
+    ];
+    for task in table.tasks() {
+        let runs = std::iter::once(table.baseline()).chain(table.compared().iter());
+        for run in runs {
+            let l = run.label.as_str();
+            let b = table.bootstrap(&task, l);
+            let ci = table.ci95(&task, l);
+            let vals = [
+                table.score(&task, l),
+                table.stderr(&task, l),
+                ci.map(|c| c.0),
+                ci.map(|c| c.1),
+                table.recovery(&task, l),
+                b.map(|b| b.diff_pp),
+                b.map(|b| b.diff_ci_lo),
+                b.map(|b| b.diff_ci_hi),
+                b.map(|b| b.p_value),
+                b.and_then(|b| b.recovery_ci_lo),
+                b.and_then(|b| b.recovery_ci_hi),
+                b.map(|b| b.n_docs as f64),
+                table.chance(&task).map(|c| c * 100.0),
+            ];
+            for (n, v) in names.iter().zip(vals) {
+                cols.entry(*n).or_default().push(v);
+            }
+            task_c.push(task.clone());
+            run_c.push(run.label.clone());
+            sig_c.push(b.map(|b| b.significant));
+            nr_c.push(table.is_near_random(&task));
+        }
+    }
+    let mut columns = vec![
+        Column::new("task".into(), task_c),
+        Column::new("run".into(), run_c),
+    ];
+    for n in names {
+        columns.push(Column::new(n.into(), cols.remove(n).unwrap_or_default()));
+    }
+    columns.push(Column::new("significant".into(), sig_c));
+    columns.push(Column::new("near_random".into(), nr_c));
+    let mut df = DataFrame::new(columns)?;
+    write_atomic(path, |file| {
+        CsvWriter::new(file)
+            .include_header(true)
+            .with_float_precision(Some(4))
+            .finish(&mut df)?;
+        Ok(())
+    })
 }
 
 /// Write `path` through a temporary file in the same folder, then rename it over `path`, so a

@@ -460,7 +460,19 @@ fn write_report_writes_three_files() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, ["report.csv", "report.json", "report.md"]);
+    assert_eq!(
+        names,
+        [
+            "recovery.png",
+            "recovery.svg",
+            "report.csv",
+            "report.html",
+            "report.json",
+            "report.md",
+            "report_stats.csv",
+            "scores.svg"
+        ]
+    );
 
     // Without out_dir nothing is written; a baseline named on the command line is honoured.
     let md = write_report(&folders, Some("run-fp8"), None).unwrap();

@@ -50,5 +50,6 @@ pub fn model_info() -> quantlab_evaluate::ModelInfo {
         scheme: "bf16".into(),
         config_sha256: "00".repeat(32),
         quantization_config: None,
+        weights_sha256: None,
     }
 }

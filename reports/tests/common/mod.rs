@@ -34,6 +34,7 @@ pub fn run(
             scheme: scheme.into(),
             config_sha256: "00".repeat(32),
             quantization_config: None,
+            weights_sha256: None,
         },
         suite: "custom".into(),
         backend: serde_json::json!({"name": "test"}),
@@ -41,6 +42,7 @@ pub fn run(
         started_at: "2026-01-01T00:00:00Z".into(),
         wall_time_s: 1.0,
         tasks,
+        resumed_docs: Default::default(),
     }
 }
 

@@ -1,0 +1,202 @@
+//! The regression gate through the real binary: a baseline snapshot from one night's runs, then
+//! exit 1 on a planted 2-point recovery drop, 0 within tolerance (global or per task), and a clear
+//! refusal (exit 2) of a baseline made with another task version.
+
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn quantlab(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_quantlab"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A run folder with `results.json` (scores as fractions; task version `version`).
+fn write_run(root: &Path, id: &str, scheme: &str, scores: &[(&str, f64)], version: &str) {
+    let tasks: serde_json::Map<String, serde_json::Value> = scores
+        .iter()
+        .map(|&(t, v)| {
+            (
+                t.to_string(),
+                json!({"version": version, "n_docs": 500, "primary_metric": "acc_norm",
+                       "metrics": {"acc_norm": {"value": v, "stderr": 0.02}}}),
+            )
+        })
+        .collect();
+    let record = json!({
+        "quantlab_version": "0.1.0", "run_id": id,
+        "model": {"name": format!("m-{scheme}"), "path": "/m", "scheme": scheme,
+                  "config_sha256": "00", "quantization_config": null},
+        "suite": "smoke", "backend": {"backend": "local"}, "limit": null,
+        "started_at": "2026-11-30T00:00:00Z", "wall_time_s": 1.0, "tasks": tasks,
+    });
+    let dir = root.join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("results.json"), record.to_string()).unwrap();
+}
+
+/// One night: bf16 and w4a16 on arc_easy and hellaswag; `w4_arc` is w4a16's arc_easy score.
+fn night(root: &Path, name: &str, w4_arc: f64, version: &str) -> PathBuf {
+    let dir = root.join(name);
+    write_run(
+        &dir,
+        "bf16-run",
+        "bf16",
+        &[("arc_easy", 0.50), ("hellaswag", 0.80)],
+        version,
+    );
+    write_run(
+        &dir,
+        "w4-run",
+        "w4a16",
+        &[("arc_easy", w4_arc), ("hellaswag", 0.78)],
+        version,
+    );
+    dir
+}
+
+#[test]
+fn gate_exit_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let base = root.join("baseline.json");
+    let s = |p: &Path| p.display().to_string();
+
+    // Last night: w4a16 recovers 98 % on arc_easy (0.49 / 0.50).
+    let n1 = night(root, "n1", 0.49, "1.0");
+    let (code, out, err) = quantlab(&["regress", "--runs", &s(&n1), "--write-baseline", &s(&base)]);
+    assert_eq!(code, 0, "{out}{err}");
+    let snap: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&base).unwrap()).unwrap();
+    assert_eq!(snap["task_versions"]["arc_easy"], "1.0");
+    let arc = snap["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "arc_easy")
+        .unwrap();
+    assert!((arc["recovery_pct"].as_f64().unwrap() - 98.0).abs() < 1e-9);
+
+    // Tonight: 0.48 / 0.50 = 96 %, a planted 2-point drop. The suite average moves
+    // 97.69 -> 96.92 (-0.77 pp), within the default 1 pp.
+    let n2 = night(root, "n2", 0.48, "1.0");
+    let (code, out, err) = quantlab(&["regress", "--baseline", &s(&base), "--runs", &s(&n2)]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("REGRESSED")
+            && out.contains("w4a16/task:arc_easy")
+            && out.contains("-2.00 pp"),
+        "{out}"
+    );
+    assert!(!out.contains("REGRESSED    w4a16/suite:smoke"), "{out}");
+    assert!(out.contains("1 of 3 checks failed"), "{out}");
+    let junit = std::fs::read_to_string(n2.join("regress-junit.xml")).unwrap();
+    assert!(
+        junit.contains("<testsuites name=\"quantlab regress\" tests=\"3\" failures=\"1\""),
+        "{junit}"
+    );
+    assert!(
+        junit.contains("name=\"w4a16/task:arc_easy\"") && junit.contains("<failure"),
+        "{junit}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(n2.join("regress.json")).unwrap()).unwrap();
+    assert_eq!(summary["passed"], false);
+    assert_eq!(summary["failures"], 1);
+    let failed: Vec<_> = summary["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "regressed")
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert!((failed[0]["delta_pp"].as_f64().unwrap() + 2.0).abs() < 1e-9);
+
+    // Within tolerance: a wider global tolerance, or a per-task one for arc_easy.
+    let (code, out, err) = quantlab(&[
+        "regress",
+        "--baseline",
+        &s(&base),
+        "--runs",
+        &s(&n2),
+        "--tolerance-pp",
+        "2.5",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("PASSED"), "{out}");
+    let per_task = root.join("tolerances.yaml");
+    std::fs::write(&per_task, "arc_easy: 3.0\n").unwrap();
+    let (code, out, err) = quantlab(&[
+        "regress",
+        "--baseline",
+        &s(&base),
+        "--runs",
+        &s(&n2),
+        "--per-task",
+        &s(&per_task),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    // A 0.5-point drop is within the default tolerance; the summary of a passing night is itself a
+    // usable baseline.
+    let n3 = night(root, "n3", 0.4875, "1.0");
+    let (code, out, err) = quantlab(&["regress", "--baseline", &s(&base), "--runs", &s(&n3)]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = quantlab(&[
+        "regress",
+        "--baseline",
+        &s(&n3.join("regress.json")),
+        "--runs",
+        &s(&n1),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // Another task version: refused with a clear message, exit 2, not a pass or a regression.
+    let n4 = night(root, "n4", 0.49, "2.0");
+    let (code, out, err) = quantlab(&["regress", "--baseline", &s(&base), "--runs", &s(&n4)]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("refusing baseline")
+            && err.contains(&s(&base))
+            && err.contains("`arc_easy` (baseline 1.0, runs 2.0)"),
+        "{err}"
+    );
+
+    // Bad input: a tolerance file with a non-number names the file and the field.
+    std::fs::write(&per_task, "arc_easy: lots\n").unwrap();
+    let (code, _, err) = quantlab(&[
+        "regress",
+        "--baseline",
+        &s(&base),
+        "--runs",
+        &s(&n2),
+        "--per-task",
+        &s(&per_task),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&s(&per_task)) && err.contains("`arc_easy`"),
+        "{err}"
+    );
+    // A baseline that is not a snapshot.
+    std::fs::write(root.join("bad.json"), "{\"format\": \"x\"}").unwrap();
+    let (code, _, err) = quantlab(&[
+        "regress",
+        "--baseline",
+        &s(&root.join("bad.json")),
+        "--runs",
+        &s(&n2),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("bad.json") && err.contains("not a quantlab recovery snapshot"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"));
+}
