@@ -10,6 +10,7 @@ pub mod local;
 pub mod model_info;
 pub mod results;
 pub mod runner;
+pub mod sandbox;
 pub mod similarity;
 
 pub use backend::{Backend, ChatMessage, GenerateRequest, Loglikelihood, LoglikelihoodRequest};
