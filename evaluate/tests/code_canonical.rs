@@ -1,6 +1,8 @@
 //! The reference solutions pass their own suites in the sandbox: 164/164 HumanEval, 164/164
 //! HumanEval+ (every base and plus input, floats compared with `atol` as EvalPlus does), MBPP's
-//! reference code on its test split, MBPP+'s canonical solutions; and a wrong solution is caught.
+//! reference code on its test split (500/500). MBPP+ is not checked here: its inputs need
+//! EvalPlus's per-task list-to-tuple conversion, not implemented yet (Mbpp/106's reference fails
+//! on lists), so `--suite mbppplus` stops with an error naming the first such task.
 
 use quantlab_evaluate::codeeval::{self, Sample, Status, Suite};
 use quantlab_evaluate::sandbox::Sandbox;
@@ -60,6 +62,11 @@ fn mbpp_reference_code_passes() {
     let sb = Sandbox::new().unwrap();
     let (ok, n, bad) = canonical(&sb, Suite::Mbpp);
     assert_eq!((ok, n), (500, 500), "{bad:#?}");
-    let (ok, n, bad) = canonical(&sb, Suite::MbppPlus);
-    assert_eq!((ok, n), (399, 399), "{bad:#?}");
+    let plus = codeeval::load_problems(Suite::MbppPlus, &data_dir(), None).unwrap();
+    let upto = plus.iter().position(|p| p.task_id == "Mbpp/106").unwrap() + 1;
+    let e = match codeeval::ground_truth(&sb, Suite::MbppPlus, &plus[..upto]) {
+        Ok(_) => panic!("MBPP+ references up to Mbpp/106 all ran on list inputs"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("Mbpp/106"), "{e}");
 }
