@@ -189,3 +189,13 @@ nightly MODEL SCHEME *ARGS: build
         fi
     done
     exit $status
+
+# the 164 HumanEval+ canonical solutions with every base and plus input: quantlab's sandbox beside EvalPlus (in .cache/bench-venv), same data file, wall times and ratio
+bench-sandbox: build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    bv="{{root}}/.cache/bench-venv"
+    if [ ! -x "$bv/bin/python" ]; then "{{venv}}/bin/python" -m venv "$bv"; fi
+    if ! "$bv/bin/python" -c 'import evalplus' 2>/dev/null; then "$bv/bin/pip" install --quiet evalplus; fi
+    data="${QUANTLAB_DATA:-{{root}}/../shared/data}"
+    "{{root}}/bench/sandbox/bench.sh" "$bv/bin/python" "{{bin}}" "$data" "{{root}}/.cache/bench-sandbox"

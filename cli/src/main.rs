@@ -132,6 +132,14 @@ enum Cmd {
         /// List the tasks and suites and exit.
         #[arg(long)]
         list_tasks: bool,
+        /// Code suites (humaneval, humanevalplus, mbpp, mbppplus): score these pre-generated
+        /// samples (JSONL: task_id and solution or completion) instead of generating; MODEL is
+        /// then optional (only recorded).
+        #[arg(long)]
+        samples: Option<PathBuf>,
+        /// Code suites: maximum new tokens per generated solution.
+        #[arg(long, default_value_t = 512)]
+        max_new_tokens: usize,
     },
     /// Recovery table (markdown and CSV) of runs against the BF16 baseline run.
     Report {
@@ -265,6 +273,104 @@ fn main() {
     }
 }
 
+/// `eval --suite humaneval|humanevalplus|mbpp|mbppplus`: samples from a file or greedy
+/// generation with MODEL, judged in the sandbox; prints pass@k and writes the run folder.
+#[allow(clippy::too_many_arguments)]
+fn eval_code(
+    suite: quantlab_evaluate::codeeval::Suite,
+    model: Option<String>,
+    samples: Option<PathBuf>,
+    limit: Option<usize>,
+    data_dir: Option<PathBuf>,
+    runs_dir: PathBuf,
+    out: Option<PathBuf>,
+    engine_opts: quantlab_model::EngineOptions,
+    max_new_tokens: usize,
+) -> Result<()> {
+    use quantlab_evaluate::codeeval;
+    if limit == Some(0) {
+        anyhow::bail!("--limit must be at least 1");
+    }
+    let data_dir = data_dir.unwrap_or_else(quantlab_tasks::default_data_dir);
+    let resolved = match &model {
+        Some(m) => {
+            let dir = quantlab_model::registry::resolve_model(m)?;
+            Some((quantlab_evaluate::model_info::model_info(m, &dir)?, dir))
+        }
+        None => None,
+    };
+    let info = match (&resolved, &samples) {
+        (Some((info, _)), _) => info.clone(),
+        (None, Some(s)) => codeeval::samples_model_info(s)?,
+        (None, None) => anyhow::bail!("give MODEL (to generate) or --samples FILE"),
+    };
+    if let Some(o) = &out {
+        if o.exists()
+            && std::fs::read_dir(o)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true)
+        {
+            anyhow::bail!(
+                "{}: run folder exists and is not empty; choose another --out or remove it",
+                o.display()
+            );
+        }
+    }
+    let mut backend = None;
+    let mut describe = serde_json::json!({ "backend": "samples" });
+    if samples.is_none() {
+        let (_, dir) = resolved.as_ref().expect("model checked above");
+        eprintln!(
+            "loading {} ({}) from {}",
+            info.name,
+            info.scheme,
+            dir.display()
+        );
+        let engine = quantlab_model::Engine::load(dir, engine_opts)?;
+        let be = quantlab_evaluate::local::LocalBackend::new(engine);
+        describe = quantlab_evaluate::Backend::describe(&be);
+        backend = Some(be);
+    }
+    let out_dir = match out {
+        Some(o) => o,
+        None => quantlab_evaluate::new_run_dir(&runs_dir, &info.name)?,
+    };
+    let req = codeeval::CodeEval {
+        suite,
+        data_dir,
+        limit,
+        samples,
+        backend: backend
+            .as_mut()
+            .map(|b| b as &mut dyn quantlab_evaluate::Backend),
+        max_new_tokens,
+        run: codeeval::CodeRunOptions {
+            out_dir: out_dir.clone(),
+            model: info,
+            backend: describe,
+            limit,
+        },
+    };
+    let (res, verdicts) = codeeval::run_code_eval(req)?;
+    println!("| task | metric | value | stderr | n |");
+    println!("| --- | --- | ---: | ---: | ---: |");
+    for (task, r) in &res.tasks {
+        for (m, v) in &r.metrics {
+            println!(
+                "| {task} | {m} | {:.4} | {:.4} | {} |",
+                v.value, v.stderr, r.n_docs
+            );
+        }
+    }
+    let counts: Vec<String> = codeeval::status_counts(&verdicts)
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    println!("samples: {} ({})", verdicts.len(), counts.join(", "));
+    println!("run: {} ({:.1} s)", out_dir.display(), res.wall_time_s);
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::ImportGguf { file, out, force } => {
@@ -365,11 +471,41 @@ fn run(cli: Cli) -> Result<()> {
             dtype,
             batch_size,
             list_tasks,
+            samples,
+            max_new_tokens,
         } => {
             if list_tasks {
                 println!("tasks:  {}", quantlab_tasks::list_tasks().join(", "));
                 println!("suites: {}", quantlab_tasks::list_suites().join(", "));
+                println!("code suites: humaneval, humanevalplus, mbpp, mbppplus");
                 return Ok(());
+            }
+            if let Some(cs) = suite
+                .as_deref()
+                .and_then(quantlab_evaluate::codeeval::Suite::parse)
+            {
+                let engine = quantlab_model::EngineOptions {
+                    device,
+                    dtype,
+                    batch_size,
+                    ..Default::default()
+                };
+                return eval_code(
+                    cs,
+                    model,
+                    samples,
+                    limit,
+                    data_dir,
+                    runs_dir,
+                    out,
+                    engine,
+                    max_new_tokens,
+                );
+            }
+            if samples.is_some() {
+                anyhow::bail!(
+                    "--samples is for the code suites (humaneval, humanevalplus, mbpp, mbppplus)"
+                );
             }
             let model =
                 model.context("MODEL is required (a folder or an alias from models.yaml)")?;

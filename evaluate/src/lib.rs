@@ -6,10 +6,12 @@
 //!   writes the run folder (`samples_<task>.jsonl`, `results.json`).
 //! - [`results`]: the run record shared with the reports crate.
 pub mod backend;
+pub mod codeeval;
 pub mod local;
 pub mod model_info;
 pub mod results;
 pub mod runner;
+pub mod sandbox;
 pub mod similarity;
 
 pub use backend::{Backend, ChatMessage, GenerateRequest, Loglikelihood, LoglikelihoodRequest};

@@ -1,0 +1,965 @@
+//! Code benchmarks: HumanEval, HumanEval+, MBPP and MBPP+ scored by running the solutions in the
+//! [`crate::sandbox`], and pass@k.
+//!
+//! Suites ([`Suite`]) and how each is judged:
+//! - `humaneval` (`humaneval/test.jsonl.gz`, openai/human-eval): the program
+//!   `prompt + completion + test + check(entry_point)` must exit cleanly, as human-eval's
+//!   `check_correctness` does; `mbpp` (`mbpp/full.jsonl.gz`, test split task_ids 11..=510, as the
+//!   MBPP paper and lm-eval): `test_setup_code + code + test_list` asserts.
+//! - `humanevalplus` / `mbppplus` (EvalPlus releases: `base_input`, `plus_input`, `atol`):
+//!   differential testing as EvalPlus 0.3 does it (`evalplus/evaluate.py`, `evalplus/eval`): the
+//!   reference solution is run once per problem on every input ("ground truth": outputs and
+//!   seconds per input), then each candidate is called on the same inputs in one sandboxed process,
+//!   input by input with a time limit of `max(1.0 s, 4 × reference seconds)` (EvalPlus's
+//!   `DEFAULT_MIN_TIME_LIMIT` and `DEFAULT_GT_TIME_LIMIT_FACTOR`), outputs compared exactly or,
+//!   for floats, with `atol` (1e-6 when the dataset's is 0) and rtol 1e-7, with EvalPlus's special
+//!   oracles (HumanEval/32 `find_zero` checked by evaluating the polynomial; the MBPP+ set-equality
+//!   and not-None tasks). Each input set stops at its first failure (EvalPlus's default fast
+//!   check). A sample passes `base` when all base inputs pass and the `plus` suite when base and
+//!   plus inputs all pass (EvalPlus's "base + extra tests").
+//!
+//! Differences from EvalPlus, on purpose: base and plus inputs run in one process per sample (not
+//! two) with the program executed afresh for each set; the per-set process budget is
+//! `min(60 s, Σ limits) + 1 s` as EvalPlus's, summed over both sets; a per-input timeout is
+//! reported as `timeout` (EvalPlus reports it as a failure; neither counts as a pass). MBPP+ inputs
+//! stay JSON lists (EvalPlus turns some into tuples per task); see [`MBPP_TUPLE_TASKS`].
+//!
+//! pass@k is the unbiased estimator of Chen et al. 2021 ("Evaluating Large Language Models Trained
+//! on Code", eq. 1; human-eval's `estimate_pass_at_k`): `1 - C(n-c, k) / C(n, k)` per problem,
+//! averaged over problems.
+
+pub mod generate;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::backend::Backend;
+use crate::results::{MetricValue, ModelInfo, RunResults, TaskResult};
+use crate::runner::write_atomic;
+pub use crate::sandbox::Status;
+use crate::sandbox::{Job, Limits, Sandbox};
+
+const DRIVER: &str = include_str!("driver.py");
+
+/// EvalPlus `DEFAULT_MIN_TIME_LIMIT` (seconds per input).
+pub const MIN_TIME_LIMIT_S: f64 = 1.0;
+/// EvalPlus `DEFAULT_GT_TIME_LIMIT_FACTOR`.
+pub const GT_TIME_LIMIT_FACTOR: f64 = 4.0;
+/// human-eval's `check_correctness` timeout, the floor for whole-program suites (seconds).
+pub const SCRIPT_MIN_TIME_LIMIT_S: f64 = 3.0;
+/// EvalPlus's cap on one input set's process time (`EVALPLUS_TIMEOUT_PER_TASK`, seconds).
+pub const SET_TIME_CAP_S: f64 = 60.0;
+
+/// MBPP+ tasks whose reference solutions need tuple arguments where the JSON has lists (all list
+/// arguments become tuples for these). Empty for now: EvalPlus's per-task conversions
+/// (`mbpp_deserialize_inputs`) are not reproduced yet, so references such as Mbpp/106's fail on
+/// the stored lists and `mbppplus` stops with an error naming the task.
+pub const MBPP_TUPLE_TASKS: &[&str] = &[];
+
+/// One of the four code suites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Suite {
+    HumanEval,
+    HumanEvalPlus,
+    Mbpp,
+    MbppPlus,
+}
+
+impl Suite {
+    /// `humaneval`, `humanevalplus`, `mbpp`, `mbppplus`.
+    pub fn parse(s: &str) -> Option<Suite> {
+        match s.to_ascii_lowercase().replace(['-', '_', '+'], "").as_str() {
+            "humaneval" => Some(Suite::HumanEval),
+            "humanevalplus" | "humanevalp" => Some(Suite::HumanEvalPlus),
+            "mbpp" => Some(Suite::Mbpp),
+            "mbppplus" | "mbppp" => Some(Suite::MbppPlus),
+            _ => None,
+        }
+    }
+
+    /// The suite's name (also its task name in results.json).
+    pub fn name(self) -> &'static str {
+        match self {
+            Suite::HumanEval => "humaneval",
+            Suite::HumanEvalPlus => "humanevalplus",
+            Suite::Mbpp => "mbpp",
+            Suite::MbppPlus => "mbppplus",
+        }
+    }
+
+    /// The data file under the data folder.
+    pub fn data_file(self) -> &'static str {
+        match self {
+            Suite::HumanEval => "humaneval/test.jsonl.gz",
+            Suite::HumanEvalPlus => "humanevalplus/test.jsonl.gz",
+            Suite::Mbpp => "mbpp/full.jsonl.gz",
+            Suite::MbppPlus => "mbppplus/test.jsonl.gz",
+        }
+    }
+
+    /// Whether the suite is judged by differential testing on base/plus inputs.
+    pub fn is_plus(self) -> bool {
+        matches!(self, Suite::HumanEvalPlus | Suite::MbppPlus)
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            Suite::HumanEval | Suite::HumanEvalPlus => "humaneval",
+            Suite::Mbpp | Suite::MbppPlus => "mbpp",
+        }
+    }
+}
+
+/// One benchmark problem.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    /// `HumanEval/0`, `Mbpp/2`, or `11` for original MBPP.
+    pub task_id: String,
+    /// The prompt text the dataset gives (HumanEval: signature + docstring; MBPP: description).
+    pub prompt: String,
+    /// Function under test (empty for original MBPP, whose tests name it).
+    pub entry_point: String,
+    /// The reference program (prompt + canonical solution, or MBPP's code).
+    pub reference: String,
+    /// Whole-program suites: the test code appended to a solution.
+    pub test: String,
+    /// Plus suites: the dataset line as read (JSON text; may hold `Infinity` and big integers,
+    /// which only Python parses).
+    pub raw: String,
+    /// MBPP: the test asserts (shown in the prompt).
+    pub tests: Vec<String>,
+}
+
+/// Replace bare `NaN` / `Infinity` / `-Infinity` tokens outside strings by `null`, so serde_json
+/// can read the other fields of an EvalPlus line (inputs are parsed in Python from the raw text).
+fn jsonable(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let (mut in_str, mut esc) = (false, false);
+    let b = line.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i] as char;
+        if in_str {
+            if esc {
+                esc = false;
+            } else if c == '\\' {
+                esc = true;
+            } else if c == '"' {
+                in_str = false;
+            }
+        } else if c == '"' {
+            in_str = true;
+        } else {
+            for tok in ["-Infinity", "Infinity", "NaN"] {
+                if line[i..].starts_with(tok) {
+                    out.push_str("null");
+                    i += tok.len();
+                    break;
+                }
+            }
+            if i < b.len() && (b[i] as char) != c {
+                continue;
+            }
+        }
+        let ch = line[i..].chars().next().unwrap_or(' ');
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
+}
+
+fn str_field(v: &serde_json::Value, key: &str, path: &Path, line: usize) -> Result<String> {
+    match &v[key] {
+        serde_json::Value::String(s) => Ok(s.clone()),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        _ => bail!(
+            "{}:{line}: field `{key}` missing or not a string",
+            path.display()
+        ),
+    }
+}
+
+/// Load the first `limit` problems of `suite` from `data_dir` (see [`Suite::data_file`]). Errors
+/// name the file and line of a malformed record, or the missing file and `--data-dir`.
+pub fn load_problems(suite: Suite, data_dir: &Path, limit: Option<usize>) -> Result<Vec<Problem>> {
+    let path = data_dir.join(suite.data_file());
+    if !path.is_file() {
+        bail!(
+            "{}: data file {} not found; pass --data-dir <folder holding {}> (or set ${})",
+            suite.name(),
+            path.display(),
+            suite.data_file(),
+            quantlab_tasks::DATA_ENV
+        );
+    }
+    let f = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let reader: Box<dyn Read> = if path.to_string_lossy().ends_with(".gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(f))
+    } else {
+        Box::new(f)
+    };
+    let mut out = Vec::new();
+    for (i, line) in BufReader::with_capacity(1 << 20, reader)
+        .lines()
+        .enumerate()
+    {
+        let line = line.with_context(|| format!("{}:{}: read error", path.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        if limit.is_some_and(|n| out.len() >= n) {
+            break;
+        }
+        let ln = i + 1;
+        let v: serde_json::Value = serde_json::from_str(&jsonable(&line))
+            .map_err(|e| anyhow!("{}:{ln}: malformed JSON line: {e}", path.display()))?;
+        let p = match suite {
+            Suite::HumanEval => {
+                let prompt = str_field(&v, "prompt", &path, ln)?;
+                let entry = str_field(&v, "entry_point", &path, ln)?;
+                Problem {
+                    task_id: str_field(&v, "task_id", &path, ln)?,
+                    reference: format!(
+                        "{prompt}{}",
+                        str_field(&v, "canonical_solution", &path, ln)?
+                    ),
+                    test: format!("\n{}\ncheck({entry})\n", str_field(&v, "test", &path, ln)?),
+                    prompt,
+                    entry_point: entry,
+                    raw: String::new(),
+                    tests: Vec::new(),
+                }
+            }
+            Suite::HumanEvalPlus | Suite::MbppPlus => {
+                let prompt = str_field(&v, "prompt", &path, ln)?;
+                for k in ["base_input", "plus_input"] {
+                    // (Mbpp/793 stores an empty plus_input as `{}`.)
+                    let empty_obj = v[k].as_object().is_some_and(|o| o.is_empty());
+                    if !v[k].is_array() && !empty_obj {
+                        bail!("{}:{ln}: field `{k}` missing or not a list", path.display());
+                    }
+                }
+                let canonical = str_field(&v, "canonical_solution", &path, ln)?;
+                let reference = if suite == Suite::HumanEvalPlus {
+                    format!("{prompt}{canonical}")
+                } else {
+                    canonical
+                };
+                let tests = if suite == Suite::MbppPlus {
+                    str_field(&v, "assertion", &path, ln)
+                        .unwrap_or_default()
+                        .lines()
+                        .filter(|l| l.trim_start().starts_with("assert"))
+                        .map(str::to_string)
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                Problem {
+                    task_id: str_field(&v, "task_id", &path, ln)?,
+                    entry_point: str_field(&v, "entry_point", &path, ln)?,
+                    prompt,
+                    reference,
+                    test: String::new(),
+                    raw: line.clone(),
+                    tests,
+                }
+            }
+            Suite::Mbpp => {
+                let id = v["task_id"]
+                    .as_u64()
+                    .ok_or_else(|| anyhow!("{}:{ln}: field `task_id` missing", path.display()))?;
+                // The test split (MBPP paper: task_ids 11-510).
+                if !(11..=510).contains(&id) {
+                    continue;
+                }
+                let tests: Vec<String> = v["test_list"]
+                    .as_array()
+                    .ok_or_else(|| anyhow!("{}:{ln}: field `test_list` missing", path.display()))?
+                    .iter()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect();
+                let setup = v["test_setup_code"].as_str().unwrap_or("");
+                Problem {
+                    task_id: id.to_string(),
+                    prompt: str_field(&v, "text", &path, ln)?,
+                    entry_point: String::new(),
+                    reference: str_field(&v, "code", &path, ln)?,
+                    test: format!("\n{setup}\n{}\n", tests.join("\n")),
+                    raw: String::new(),
+                    tests,
+                }
+            }
+        };
+        out.push(p);
+    }
+    if out.is_empty() {
+        bail!("{}: no problems in {}", suite.name(), path.display());
+    }
+    Ok(out)
+}
+
+/// What running the reference solution of one problem gave.
+#[derive(Debug, Clone)]
+pub struct GroundTruth {
+    /// Plus suites: the pickled expected outputs per input set (`base`, `plus`).
+    pub expected: Vec<u8>,
+    /// Seconds per input, per set (plus suites); whole-program suites: one entry `all`.
+    pub times: BTreeMap<String, Vec<f64>>,
+}
+
+fn driver_job(
+    suite: Suite,
+    p: &Problem,
+    mode: &str,
+    code: &str,
+    extra: serde_json::Value,
+    limits: Limits,
+) -> Job {
+    let mut job = serde_json::json!({
+        "mode": mode,
+        "entry_point": p.entry_point,
+        "dataset": suite.kind(),
+        "sets": ["base_input", "plus_input"],
+        "tuple_args": MBPP_TUPLE_TASKS.contains(&p.task_id.as_str()),
+    });
+    if let (Some(o), serde_json::Value::Object(e)) = (job.as_object_mut(), extra) {
+        o.extend(e);
+    }
+    let raw = if p.raw.is_empty() { "{}" } else { &p.raw };
+    let files = vec![
+        ("job.json".to_string(), job.to_string().into_bytes()),
+        ("problem.json".to_string(), raw.as_bytes().to_vec()),
+        ("code.py".to_string(), code.as_bytes().to_vec()),
+    ];
+    Job {
+        program: DRIVER.to_string(),
+        files,
+        collect: Vec::new(),
+        limits,
+    }
+}
+
+fn verdict_line(o: &crate::sandbox::Outcome) -> Option<serde_json::Value> {
+    let text = String::from_utf8_lossy(&o.stdout);
+    text.lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+}
+
+/// Run every reference solution in the sandbox: expected outputs and seconds per input for plus
+/// suites, seconds for whole-program suites. References are trusted code (EvalPlus runs them in
+/// its own process); here they run sandboxed anyway, several problems per process, one process
+/// per rayon thread. Err names the first problem whose reference does not pass.
+pub fn ground_truth(sb: &Sandbox, suite: Suite, problems: &[Problem]) -> Result<Vec<GroundTruth>> {
+    let limits = Limits {
+        wall: Duration::from_secs(900),
+        cpu_s: 900,
+        // The report carries seconds per input for every problem of the chunk.
+        output_cap: 64 << 20,
+        // Some expected outputs are large (HumanEval/15's strings: > 64 MiB pickled).
+        file_size: 1 << 30,
+        ..Limits::default()
+    };
+    let n_chunks = rayon::current_num_threads()
+        .max(1)
+        .min(problems.len().max(1));
+    let chunk = problems.len().div_ceil(n_chunks).max(1);
+    let mode = if suite.is_plus() {
+        "record"
+    } else {
+        "script-record"
+    };
+    let jobs: Vec<Job> = problems
+        .chunks(chunk)
+        .map(|ps| {
+            let meta: Vec<serde_json::Value> = ps
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "task_id": p.task_id,
+                        "entry_point": if suite.is_plus() { p.entry_point.as_str() } else { "" },
+                        "tuple_args": MBPP_TUPLE_TASKS.contains(&p.task_id.as_str()),
+                    })
+                })
+                .collect();
+            let job = serde_json::json!({
+                "mode": mode,
+                "dataset": suite.kind(),
+                "sets": ["base_input", "plus_input"],
+                "problems": meta,
+            });
+            let mut files = vec![("job.json".to_string(), job.to_string().into_bytes())];
+            let mut collect = Vec::new();
+            for (i, p) in ps.iter().enumerate() {
+                let code = if suite.is_plus() {
+                    p.reference.clone()
+                } else {
+                    format!("{}\n{}", p.reference, p.test)
+                };
+                files.push((format!("code_{i}.py"), code.into_bytes()));
+                if suite.is_plus() {
+                    files.push((format!("problem_{i}.json"), p.raw.as_bytes().to_vec()));
+                    collect.push(format!("expected_{i}.pkl"));
+                }
+            }
+            Job {
+                program: DRIVER.to_string(),
+                files,
+                collect,
+                limits: limits.clone(),
+            }
+        })
+        .collect();
+    let outs = sb.run_all(&jobs);
+    let mut gts = Vec::with_capacity(problems.len());
+    for (ps, o) in problems.chunks(chunk).zip(outs) {
+        let o = o?;
+        let v = verdict_line(&o).filter(|v| v["status"] == "done");
+        let Some(v) = v.filter(|_| o.status == Status::Pass) else {
+            bail!(
+                "{}: running the reference solutions of {}..{} failed in the sandbox ({}: {})",
+                suite.name(),
+                ps[0].task_id,
+                ps[ps.len() - 1].task_id,
+                o.status.as_str(),
+                o.reason
+            );
+        };
+        for (i, p) in ps.iter().enumerate() {
+            let r = &v["problems"][p.task_id.as_str()];
+            if r["status"] != "pass" {
+                bail!(
+                    "{} {}: the reference solution does not pass in the sandbox: {}",
+                    suite.name(),
+                    p.task_id,
+                    r["error"].as_str().unwrap_or("no report")
+                );
+            }
+            let mut times = BTreeMap::new();
+            if suite.is_plus() {
+                for set in ["base_input", "plus_input"] {
+                    let t: Vec<f64> = r["times"][set]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+                        .unwrap_or_default();
+                    times.insert(set.to_string(), t);
+                }
+            } else {
+                times.insert("all".to_string(), vec![r["time"].as_f64().unwrap_or(0.0)]);
+            }
+            let expected = if suite.is_plus() {
+                o.collected
+                    .get(&format!("expected_{i}.pkl"))
+                    .cloned()
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "{} {}: no expected outputs recorded",
+                            suite.name(),
+                            p.task_id
+                        )
+                    })?
+            } else {
+                Vec::new()
+            };
+            gts.push(GroundTruth { expected, times });
+        }
+    }
+    Ok(gts)
+}
+
+/// One sample to judge.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Sample {
+    /// The problem's task id.
+    pub task_id: String,
+    /// The full program (`solution`, or the problem's prompt + `completion`).
+    pub solution: String,
+}
+
+/// Read a samples file: one JSON object per line with `task_id` and `solution` (a whole program)
+/// or `completion` (appended to the problem's prompt, HumanEval style). Lines whose task is not
+/// among `problems` are an error (naming file:line) unless `skip_unknown` (for `--limit`).
+pub fn read_samples(path: &Path, problems: &[Problem], skip_unknown: bool) -> Result<Vec<Sample>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let by_id: BTreeMap<&str, &Problem> =
+        problems.iter().map(|p| (p.task_id.as_str(), p)).collect();
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let ln = i + 1;
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| anyhow!("{}:{ln}: malformed JSON line: {e}", path.display()))?;
+        let id = match &v["task_id"] {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => bail!("{}:{ln}: field `task_id` missing", path.display()),
+        };
+        let Some(p) = by_id.get(id.as_str()) else {
+            if skip_unknown {
+                continue;
+            }
+            bail!(
+                "{}:{ln}: task_id {id:?} is not a problem of this suite",
+                path.display()
+            );
+        };
+        let solution = match (v["solution"].as_str(), v["completion"].as_str()) {
+            (Some(s), _) => s.to_string(),
+            (None, Some(c)) => format!("{}{c}", p.prompt),
+            _ => bail!(
+                "{}:{ln}: needs a string field `solution` or `completion`",
+                path.display()
+            ),
+        };
+        out.push(Sample {
+            task_id: id,
+            solution,
+        });
+    }
+    if out.is_empty() {
+        bail!("{}: no samples", path.display());
+    }
+    Ok(out)
+}
+
+/// The verdict on one sample (one line of `samples_<suite>.jsonl`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Verdict {
+    /// Problem id.
+    pub task_id: String,
+    /// Index of this sample among the problem's samples (file order).
+    pub completion_id: usize,
+    /// Overall: `pass` only when every judged input set passed.
+    pub status: Status,
+    /// Base tests (plus suites) or the whole program: pass/fail/timeout/error.
+    pub base_status: Status,
+    /// Plus suites: the extra tests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plus_status: Option<Status>,
+    /// Why it did not pass (first failing input and error, or the sandbox's reason).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// Inputs passed / inputs, per set (plus suites).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub passed: BTreeMap<String, [usize; 2]>,
+    /// Seconds the sandboxed process ran.
+    pub wall_s: f64,
+    /// The judged program.
+    pub solution: String,
+}
+
+fn parse_status(s: &str) -> Status {
+    match s {
+        "pass" => Status::Pass,
+        "timeout" => Status::Timeout,
+        "error" => Status::Error,
+        _ => Status::Fail,
+    }
+}
+
+/// Judge `samples` against their problems (in parallel, one sandboxed process per sample).
+/// Verdicts come back in sample order.
+pub fn check_samples(
+    sb: &Sandbox,
+    suite: Suite,
+    problems: &[Problem],
+    gts: &[GroundTruth],
+    samples: &[Sample],
+) -> Result<Vec<Verdict>> {
+    let index: BTreeMap<&str, usize> = problems
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.task_id.as_str(), i))
+        .collect();
+    let mut counters: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut jobs = Vec::with_capacity(samples.len());
+    let mut ids = Vec::with_capacity(samples.len());
+    for s in samples {
+        let pi = *index
+            .get(s.task_id.as_str())
+            .ok_or_else(|| anyhow!("sample for unknown task {}", s.task_id))?;
+        let c = counters.entry(s.task_id.as_str()).or_default();
+        ids.push((pi, *c));
+        *c += 1;
+        let (p, gt) = (&problems[pi], &gts[pi]);
+        let job = if suite.is_plus() {
+            let mut limits_per_set = serde_json::Map::new();
+            let mut wall = 1.0;
+            for (set, ts) in &gt.times {
+                let l: Vec<f64> = ts
+                    .iter()
+                    .map(|t| MIN_TIME_LIMIT_S.max(GT_TIME_LIMIT_FACTOR * t))
+                    .collect();
+                wall += SET_TIME_CAP_S.min(l.iter().sum()) + 1.0;
+                limits_per_set.insert(set.clone(), serde_json::json!(l));
+            }
+            let mut job = driver_job(
+                suite,
+                p,
+                "check",
+                &s.solution,
+                serde_json::json!({ "limits": limits_per_set }),
+                sandbox_limits(wall),
+            );
+            job.files.push(("expected.pkl".into(), gt.expected.clone()));
+            job
+        } else {
+            let t = gt
+                .times
+                .get("all")
+                .and_then(|v| v.first())
+                .copied()
+                .unwrap_or(0.0);
+            let wall = SCRIPT_MIN_TIME_LIMIT_S.max(GT_TIME_LIMIT_FACTOR * t) + 1.0;
+            let code = format!("{}\n{}", s.solution, p.test);
+            driver_job(
+                suite,
+                p,
+                "script",
+                &code,
+                serde_json::json!({}),
+                sandbox_limits(wall),
+            )
+        };
+        jobs.push(job);
+    }
+    let outs = sb.run_all(&jobs);
+    let mut verdicts = Vec::with_capacity(samples.len());
+    for ((s, (pi, cid)), o) in samples.iter().zip(ids).zip(outs) {
+        let o = o?;
+        let v = verdict_line(&o);
+        let mut passed = BTreeMap::new();
+        let (base, plus, reason) = match (&v, o.status) {
+            (Some(v), Status::Pass) if suite.is_plus() && v["status"] == "done" => {
+                let mut reason = String::new();
+                let mut st = |set: &str| {
+                    let r = &v["sets"][set];
+                    let s = parse_status(r["status"].as_str().unwrap_or("fail"));
+                    passed.insert(
+                        set.trim_end_matches("_input").to_string(),
+                        [
+                            r["passed"].as_u64().unwrap_or(0) as usize,
+                            r["total"].as_u64().unwrap_or(0) as usize,
+                        ],
+                    );
+                    if s != Status::Pass && reason.is_empty() {
+                        reason = format!(
+                            "{}: input {}: {}",
+                            set.trim_end_matches("_input"),
+                            r["failed_input"],
+                            r["error"].as_str().unwrap_or("")
+                        );
+                    }
+                    s
+                };
+                let b = st("base_input");
+                let pl = st("plus_input");
+                (b, Some(pl), reason)
+            }
+            (Some(v), Status::Pass) if !suite.is_plus() && v["status"] == "pass" => {
+                (Status::Pass, None, String::new())
+            }
+            (v, st) => {
+                // The process itself failed (crash, timeout, forged or missing verdict).
+                let st = if st == Status::Pass { Status::Fail } else { st };
+                let why = v
+                    .as_ref()
+                    .and_then(|v| v["error"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| o.reason.clone());
+                let why = if why.is_empty() {
+                    "no verdict".to_string()
+                } else {
+                    why
+                };
+                (st, suite.is_plus().then_some(st), why)
+            }
+        };
+        let status = if base == Status::Pass && plus.is_none_or(|p| p == Status::Pass) {
+            Status::Pass
+        } else if base != Status::Pass {
+            base
+        } else {
+            plus.unwrap_or(base)
+        };
+        verdicts.push(Verdict {
+            task_id: problems[pi].task_id.clone(),
+            completion_id: cid,
+            status,
+            base_status: base,
+            plus_status: plus,
+            reason,
+            passed,
+            wall_s: o.wall_s,
+            solution: s.solution.clone(),
+        });
+    }
+    Ok(verdicts)
+}
+
+fn sandbox_limits(wall_s: f64) -> Limits {
+    Limits {
+        wall: Duration::from_secs_f64(wall_s),
+        cpu_s: wall_s.ceil() as u64 + 1,
+        ..Limits::default()
+    }
+}
+
+/// Unbiased pass@k for one problem with `n` samples of which `c` pass (Chen et al. 2021, eq. 1),
+/// computed as human-eval does: `1 - Π_{i=n-c+1}^{n} (1 - k/i)`, and 1 when `n - c < k`.
+pub fn pass_at_k(n: usize, c: usize, k: usize) -> f64 {
+    if n - c < k {
+        return 1.0;
+    }
+    let mut prod = 1.0;
+    for i in (n - c + 1)..=n {
+        prod *= 1.0 - k as f64 / i as f64;
+    }
+    1.0 - prod
+}
+
+/// pass@k metrics of verdicts: `pass@k` for k in {1, 10} where every problem has at least k
+/// samples (EvalPlus reports a k only then), from the overall status; for plus suites also
+/// `base_pass@k` (base tests only). stderr is the standard error of the per-problem values.
+pub fn pass_metrics(suite: Suite, verdicts: &[Verdict]) -> BTreeMap<String, MetricValue> {
+    let mut per: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new();
+    for v in verdicts {
+        let e = per.entry(v.task_id.as_str()).or_default();
+        e.0 += 1;
+        e.1 += (v.status == Status::Pass) as usize;
+        e.2 += (v.base_status == Status::Pass) as usize;
+    }
+    let min_n = per.values().map(|e| e.0).min().unwrap_or(0);
+    let mut out = BTreeMap::new();
+    for k in [1usize, 10] {
+        if min_n < k {
+            continue;
+        }
+        let mut add = |name: String, pick: &dyn Fn(&(usize, usize, usize)) -> usize| {
+            let xs: Vec<f64> = per.values().map(|e| pass_at_k(e.0, pick(e), k)).collect();
+            out.insert(
+                name,
+                MetricValue {
+                    value: quantlab_tasks::metrics::mean(&xs),
+                    stderr: quantlab_tasks::metrics::mean_stderr(&xs),
+                },
+            );
+        };
+        add(format!("pass@{k}"), &|e| e.1);
+        if suite.is_plus() {
+            add(format!("base_pass@{k}"), &|e| e.2);
+        }
+    }
+    out
+}
+
+/// Counts of each overall status.
+pub fn status_counts(verdicts: &[Verdict]) -> BTreeMap<&'static str, usize> {
+    let mut m = BTreeMap::new();
+    for v in verdicts {
+        *m.entry(v.status.as_str()).or_default() += 1;
+    }
+    m
+}
+
+/// Where and how to record a scoring run.
+#[derive(Debug, Clone)]
+pub struct CodeRunOptions {
+    /// The run folder (created if missing).
+    pub out_dir: PathBuf,
+    /// The model (or the samples file standing in for one).
+    pub model: ModelInfo,
+    /// Backend settings recorded in results.json (generation settings, or the samples file).
+    pub backend: serde_json::Value,
+    /// `--limit`, if any.
+    pub limit: Option<usize>,
+}
+
+/// Write `samples_<suite>.jsonl` (one [`Verdict`] per line) and `results.json` (the runner's
+/// [`RunResults`] layout, task = suite name, primary metric `pass@1`) into `opts.out_dir`, both
+/// atomically. `wall_time_s` is the caller's measure of the whole run.
+pub fn write_run(
+    suite: Suite,
+    n_problems: usize,
+    verdicts: &[Verdict],
+    opts: &CodeRunOptions,
+    started_at: String,
+    wall_time_s: f64,
+    sandbox: &Sandbox,
+) -> Result<RunResults> {
+    std::fs::create_dir_all(&opts.out_dir)
+        .with_context(|| format!("creating {}", opts.out_dir.display()))?;
+    let mut buf = Vec::new();
+    for v in verdicts {
+        serde_json::to_writer(&mut buf, v)?;
+        buf.push(b'\n');
+    }
+    write_atomic(
+        &opts.out_dir.join(format!("samples_{}.jsonl", suite.name())),
+        &buf,
+    )?;
+    let mut backend = opts.backend.clone();
+    if let Some(o) = backend.as_object_mut() {
+        o.insert("sandbox".into(), serde_json::to_value(sandbox.isolation())?);
+        o.insert(
+            "status_counts".into(),
+            serde_json::to_value(status_counts(verdicts))?,
+        );
+    }
+    let mut tasks = BTreeMap::new();
+    tasks.insert(
+        suite.name().to_string(),
+        TaskResult {
+            version: "evalplus-0.3".to_string(),
+            n_docs: n_problems,
+            primary_metric: "pass@1".to_string(),
+            metrics: pass_metrics(suite, verdicts),
+        },
+    );
+    let run = RunResults {
+        quantlab_version: env!("CARGO_PKG_VERSION").to_string(),
+        run_id: opts
+            .out_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        model: opts.model.clone(),
+        suite: suite.name().to_string(),
+        backend,
+        limit: opts.limit,
+        started_at,
+        wall_time_s,
+        tasks,
+    };
+    write_atomic(
+        &opts.out_dir.join("results.json"),
+        &serde_json::to_vec_pretty(&run)?,
+    )?;
+    Ok(run)
+}
+
+/// The model identity recorded for pre-generated samples scored without a model: name = the
+/// file's stem, path = the file, scheme `samples`, `config_sha256` = the file's sha256.
+pub fn samples_model_info(path: &Path) -> Result<ModelInfo> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(ModelInfo {
+        name: path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "samples".into()),
+        path: path.display().to_string(),
+        scheme: "samples".into(),
+        config_sha256: hex::encode(Sha256::digest(&bytes)),
+        quantization_config: None,
+    })
+}
+
+/// What `quantlab eval --suite <code suite>` does.
+pub struct CodeEval<'a> {
+    /// The suite.
+    pub suite: Suite,
+    /// Folder holding the datasets.
+    pub data_dir: PathBuf,
+    /// Only the first N problems.
+    pub limit: Option<usize>,
+    /// Pre-generated samples (JSONL: `task_id` + `solution` or `completion`); when `None`,
+    /// `backend` generates one greedy sample per problem.
+    pub samples: Option<PathBuf>,
+    /// The model backend (needed without `samples`).
+    pub backend: Option<&'a mut dyn Backend>,
+    /// Maximum new tokens per generation.
+    pub max_new_tokens: usize,
+    /// Run folder, model identity, settings.
+    pub run: CodeRunOptions,
+}
+
+/// Load the problems, get the samples (file or greedy generation), run the reference solutions and
+/// the samples in the sandbox, and write the run folder. Returns the run record and the verdicts.
+pub fn run_code_eval(req: CodeEval<'_>) -> Result<(RunResults, Vec<Verdict>)> {
+    let started = std::time::Instant::now();
+    let started_at = chrono::Utc::now().to_rfc3339();
+    let suite = req.suite;
+    let problems = load_problems(suite, &req.data_dir, req.limit)?;
+    let sb = Sandbox::new().context("setting up the code sandbox")?;
+    let mut backend_info = req.run.backend.clone();
+    let samples = match (&req.samples, req.backend) {
+        (Some(path), _) => {
+            if let Some(o) = backend_info.as_object_mut() {
+                o.insert(
+                    "samples".into(),
+                    serde_json::json!(path.display().to_string()),
+                );
+            }
+            read_samples(path, &problems, req.limit.is_some())?
+        }
+        (None, Some(be)) => {
+            let gens = generate::generate(be, suite, &problems, req.max_new_tokens, &|_| {})?;
+            if let Some(o) = backend_info.as_object_mut() {
+                o.insert(
+                    "generation".into(),
+                    serde_json::json!({
+                        "prompt": "evalplus instruct (assistant turn prefilled)",
+                        "decoding": "greedy",
+                        "max_new_tokens": req.max_new_tokens,
+                    }),
+                );
+            }
+            gens.into_iter().map(|g| g.sample).collect()
+        }
+        (None, None) => bail!(
+            "{}: give --samples FILE or a MODEL to generate with",
+            suite.name()
+        ),
+    };
+    // Only the problems that have samples are judged (pass@k averages over them).
+    let wanted: std::collections::BTreeSet<&str> =
+        samples.iter().map(|s| s.task_id.as_str()).collect();
+    let problems: Vec<Problem> = problems
+        .into_iter()
+        .filter(|p| wanted.contains(p.task_id.as_str()))
+        .collect();
+    let gts = ground_truth(&sb, suite, &problems)?;
+    let verdicts = check_samples(&sb, suite, &problems, &gts, &samples)?;
+    let mut run = req.run;
+    run.backend = backend_info;
+    let res = write_run(
+        suite,
+        problems.len(),
+        &verdicts,
+        &run,
+        started_at,
+        started.elapsed().as_secs_f64(),
+        &sb,
+    )?;
+    Ok((res, verdicts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nan_and_infinity_become_null_outside_strings() {
+        assert_eq!(
+            jsonable(r#"{"a": [-Infinity, Infinity, NaN], "s": "NaN Infinity \" NaN"}"#),
+            r#"{"a": [null, null, null], "s": "NaN Infinity \" NaN"}"#
+        );
+        assert_eq!(jsonable("[1.5, \"é\"]"), "[1.5, \"é\"]");
+    }
+
+    #[test]
+    fn suite_names_parse() {
+        assert_eq!(Suite::parse("HumanEval+"), Some(Suite::HumanEvalPlus));
+        assert_eq!(Suite::parse("mbpp_plus"), Some(Suite::MbppPlus));
+        assert_eq!(Suite::parse("gsm8k"), None);
+    }
+}
