@@ -838,6 +838,7 @@ pub fn write_run(
         started_at,
         wall_time_s,
         tasks,
+        resumed_docs: Default::default(),
     };
     write_atomic(
         &opts.out_dir.join("results.json"),
@@ -859,6 +860,7 @@ pub fn samples_model_info(path: &Path) -> Result<ModelInfo> {
         path: path.display().to_string(),
         scheme: "samples".into(),
         config_sha256: hex::encode(Sha256::digest(&bytes)),
+        weights_sha256: None,
         quantization_config: None,
     })
 }
