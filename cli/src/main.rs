@@ -50,7 +50,7 @@ enum Cmd {
         /// Output folder.
         #[arg(long)]
         out: PathBuf,
-        /// llm-compressor-style recipe YAML (SmoothQuantModifier, GPTQModifier, QuantizationModifier).
+        /// llm-compressor-style recipe YAML (SmoothQuantModifier, AWQModifier, GPTQModifier, QuantizationModifier).
         #[arg(long, conflicts_with = "scheme")]
         recipe: Option<PathBuf>,
         /// Group size for grouped schemes (w4a16, w4a16-asym, w8a16: default 128; must divide every Linear's input dim).
@@ -99,7 +99,8 @@ enum Cmd {
     Eval {
         /// Model folder or alias.
         model: Option<String>,
-        /// A suite of tasks (smoke).
+        /// A suite of tasks: smoke, leaderboard-v1, or a code suite (humaneval, humanevalplus,
+        /// mbpp, mbppplus); `--list-tasks` lists them.
         #[arg(long, conflicts_with = "tasks")]
         suite: Option<String>,
         /// Comma-separated task names (or task spec YAML files).

@@ -226,10 +226,18 @@ pub fn near_random(score: f64, stderr: f64, chance: f64, scale: f64, headroom: f
     normalized < headroom || score - Z95 * stderr <= chance
 }
 
-/// Load `samples_<task>.jsonl` of a run folder, or `None` when the file does not exist.
+/// Load `samples_<task>.jsonl` of a run folder, or `None` when the file does not exist or holds
+/// the code suites' per-sample verdicts (`task_id`, `status`: HumanEval/MBPP runs), which carry
+/// no per-document metric to bootstrap; their pass@k is tabulated without a paired test.
 pub fn load_task_samples(run_dir: &Path, task: &str) -> Result<Option<Vec<SampleRecord>>> {
     let path = run_dir.join(format!("samples_{task}.jsonl"));
     if !path.is_file() {
+        return Ok(None);
+    }
+    let first: Option<serde_json::Value> = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| t.lines().next().and_then(|l| serde_json::from_str(l).ok()));
+    if first.is_some_and(|v| v.get("task").is_none() && v.get("task_id").is_some()) {
         return Ok(None);
     }
     read_samples(&path).map(Some)

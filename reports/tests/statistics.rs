@@ -262,3 +262,39 @@ fn report_files_html_csv_charts() {
     assert_eq!(json["rows"][1]["near_random"], true);
     assert_eq!(json["rows"][0]["runs"]["w4a16"]["bootstrap"]["n_docs"], 199);
 }
+
+/// Code-suite runs (`samples_<suite>.jsonl` holds per-sample verdicts, not per-document metrics)
+/// are tabulated with their pass@1 and recovery, without a paired bootstrap.
+#[test]
+fn code_suite_runs_are_reported_without_bootstrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let verdicts = |statuses: &[&str]| -> String {
+        statuses
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                format!(
+                    "{{\"task_id\":\"HumanEval/{i}\",\"completion_id\":0,\"status\":\"{s}\",\"solution\":\"\"}}\n"
+                )
+            })
+            .collect()
+    };
+    let b = write_run(
+        dir.path(),
+        &run("b", "m", "bf16", &[("humaneval", "pass@1", 0.5, 0.25)]),
+        &[("humaneval", verdicts(&["pass", "fail", "pass", "fail"]))],
+    );
+    let q = write_run(
+        dir.path(),
+        &run("q", "m-w4", "w4a16", &[("humaneval", "pass@1", 0.25, 0.22)]),
+        &[("humaneval", verdicts(&["pass", "fail", "fail", "fail"]))],
+    );
+    let md = write_report(&[b, q], None, None).unwrap();
+    let row = md_row(&md, "humaneval");
+    // BF16 50.00, W4A16 25.00, recovery 50.00 %.
+    assert!(
+        row.iter().filter(|c| c.starts_with("50.00")).count() >= 2,
+        "{row:?}"
+    );
+    assert!(row.iter().any(|c| c.starts_with("25.00")), "{row:?}");
+}
