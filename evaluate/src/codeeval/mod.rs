@@ -73,11 +73,17 @@ pub enum Suite {
 impl Suite {
     /// `humaneval`, `humanevalplus`, `mbpp`, `mbppplus`.
     pub fn parse(s: &str) -> Option<Suite> {
-        match s.to_ascii_lowercase().replace(['-', '_', '+'], "").as_str() {
+        // `HumanEval+` and `humaneval_plus` both mean the plus suite.
+        match s
+            .to_ascii_lowercase()
+            .replace('+', "plus")
+            .replace(['-', '_'], "")
+            .as_str()
+        {
             "humaneval" => Some(Suite::HumanEval),
-            "humanevalplus" | "humanevalp" => Some(Suite::HumanEvalPlus),
+            "humanevalplus" => Some(Suite::HumanEvalPlus),
             "mbpp" => Some(Suite::Mbpp),
-            "mbppplus" | "mbppp" => Some(Suite::MbppPlus),
+            "mbppplus" => Some(Suite::MbppPlus),
             _ => None,
         }
     }
