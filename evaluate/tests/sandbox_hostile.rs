@@ -297,3 +297,42 @@ fn passing_failing_and_collected_files() {
     assert_eq!(b.reason, "AssertionError: arithmetic");
     assert_eq!(b.exit_code, Some(1));
 }
+
+/// Two sandboxes at once (two test threads here; two quantlab runs in practice) must not share a
+/// private uid: the sweep that ends one job kills every process of its uid. CI caught this when
+/// the two tests above ran in parallel and each pool handed out the same first uid.
+#[test]
+fn concurrent_sandboxes_do_not_kill_each_other() {
+    let a = Sandbox::new().expect("sandbox");
+    let b = Sandbox::new().expect("sandbox");
+    let slow = Job {
+        program: "import time\ntime.sleep(2.0)\nprint('alive')\n".into(),
+        limits: limits(),
+        ..Job::default()
+    };
+    let quick: Vec<Job> = (0..12)
+        .map(|i| Job {
+            program: format!("print({i})\n"),
+            limits: limits(),
+            ..Job::default()
+        })
+        .collect();
+    let (slow_out, quick_out) = std::thread::scope(|s| {
+        let h = s.spawn(|| a.run(&slow));
+        std::thread::sleep(Duration::from_millis(300));
+        let q: Vec<_> = quick.iter().map(|j| b.run(j)).collect();
+        (h.join().unwrap(), q)
+    });
+    let o = slow_out.unwrap();
+    assert_eq!(
+        (o.status, o.stdout.as_slice()),
+        (Status::Pass, &b"alive\n"[..]),
+        "{}",
+        o.reason
+    );
+    for (i, q) in quick_out.into_iter().enumerate() {
+        let q = q.unwrap();
+        assert_eq!(q.status, Status::Pass, "{}", q.reason);
+        assert_eq!(q.stdout, format!("{i}\n").into_bytes());
+    }
+}

@@ -8,7 +8,8 @@
 //! - its own process group (`setpgid(0, 0)`), killed as a whole with `SIGKILL` when the program
 //!   ends or its wall-clock limit passes;
 //! - when quantlab runs as root: a private unprivileged uid (one per concurrent job, from
-//!   [`SLOT_UID_BASE`]) with no supplementary groups, so the program owns nothing outside `work/`,
+//!   [`SLOT_UID_BASE`], leased with an `flock` under `/tmp/quantlab-sandbox-uids/` so that two
+//!   sandboxes, even in different processes, never hold the same uid) with no supplementary groups, so the program owns nothing outside `work/`,
 //!   cannot signal quantlab, and `RLIMIT_NPROC` applies; after the run every process of that uid is
 //!   killed (`kill(-1, SIGKILL)` from a helper holding that uid), which also reaches processes that
 //!   left the group with `setsid`;
@@ -48,7 +49,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// First uid handed to sandboxed programs when quantlab runs as root (uids `SLOT_UID_BASE ..
@@ -187,7 +187,55 @@ pub struct Sandbox {
     tmp_root: PathBuf,
     seccomp: seccompiler::BpfProgram,
     isolation: Isolation,
-    free_uids: Mutex<Vec<u32>>,
+}
+
+/// Folder of per-uid lock files: a uid is in use while some process holds an exclusive `flock`
+/// on its file, so concurrent sandboxes (threads, test binaries, separate quantlab runs) never
+/// share a uid, and the sweep after one job cannot kill another's processes.
+const UID_LOCK_DIR: &str = "/tmp/quantlab-sandbox-uids";
+
+/// A private uid held for one job; released when dropped (the lock dies with the file).
+struct UidLease {
+    uid: u32,
+    _lock: std::fs::File,
+}
+
+/// Lease a free uid from `SLOT_UID_BASE .. SLOT_UID_BASE + SLOT_UIDS`.
+///
+/// Errors: the lock folder cannot be made, is not a root-owned 0700 folder, or every uid is held.
+fn lease_uid() -> Result<UidLease> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+    let dir = Path::new(UID_LOCK_DIR);
+    if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            return Err(e).with_context(|| format!("creating {UID_LOCK_DIR}"));
+        }
+    }
+    let meta = std::fs::symlink_metadata(dir).with_context(|| format!("reading {UID_LOCK_DIR}"))?;
+    if !meta.is_dir() || meta.uid() != 0 || meta.permissions().mode() & 0o077 != 0 {
+        bail!("{UID_LOCK_DIR} must be a folder owned by root with mode 0700 (it holds the sandbox's uid locks); remove it");
+    }
+    // Start at a pid-dependent slot so separate processes rarely contend.
+    let start = std::process::id() % SLOT_UIDS;
+    for i in 0..SLOT_UIDS {
+        let uid = SLOT_UID_BASE + (start + i) % SLOT_UIDS;
+        let path = dir.join(uid.to_string());
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match f.try_lock() {
+            Ok(()) => return Ok(UidLease { uid, _lock: f }),
+            Err(std::fs::TryLockError::WouldBlock) => continue,
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()))
+            }
+        }
+    }
+    bail!("all {SLOT_UIDS} sandbox uids from {SLOT_UID_BASE} are in use (locks in {UID_LOCK_DIR})")
 }
 
 /// Environment variable naming the interpreter (default `/usr/bin/python3` when it exists, else
@@ -293,7 +341,6 @@ impl Sandbox {
                 private_uid: is_root(),
                 python: python.display().to_string(),
             },
-            free_uids: Mutex::new((0..SLOT_UIDS).rev().map(|i| SLOT_UID_BASE + i).collect()),
         };
         let probe = Job {
             program: "print('ok')\n".to_string(),
@@ -343,19 +390,6 @@ impl Sandbox {
         jobs.par_iter().map(|j| self.run(j)).collect()
     }
 
-    fn take_uid(&self) -> Option<u32> {
-        if !self.isolation.private_uid {
-            return None;
-        }
-        self.free_uids.lock().ok()?.pop()
-    }
-
-    fn give_uid(&self, uid: u32) {
-        if let Ok(mut v) = self.free_uids.lock() {
-            v.push(uid);
-        }
-    }
-
     /// Run one job (see the module doc for the containment). `Err` only when the host side fails
     /// (temporary folder, capture files); everything the program does is in the [`Outcome`].
     pub fn run(&self, job: &Job) -> Result<Outcome> {
@@ -363,12 +397,17 @@ impl Sandbox {
             .prefix("quantlab-sbx-")
             .tempdir_in(&self.tmp_root)
             .with_context(|| format!("creating a sandbox folder in {}", self.tmp_root.display()))?;
-        let uid = self.take_uid();
+        let lease = if self.isolation.private_uid {
+            Some(lease_uid()?)
+        } else {
+            None
+        };
+        let uid = lease.as_ref().map(|l| l.uid);
         let res = self.run_in(job, root.path(), uid);
         if let Some(u) = uid {
             sweep_uid(u);
-            self.give_uid(u);
         }
+        drop(lease);
         let root_path = root.path().to_path_buf();
         if root.close().is_err() {
             // The program may have left unreadable folders; make them removable and retry.
