@@ -186,8 +186,11 @@ nightly MODEL SCHEME *ARGS: build
         for m in "{{MODEL}}" "$qmodel"; do
             out="$dir/$(basename "$m")"
             # A finished run is reused; an interrupted one resumes where it stopped.
+            # Similarity: the BF16 run stores its answers; the compressed run is scored against them.
+            extra=()
+            if [ "$suite" = similarity ] && [ "$m" != "{{MODEL}}" ]; then extra=(--baseline "$dir/$name"); fi
             if [ ! -f "$out/results.json" ]; then
-                "{{bin}}" eval "$m" --suite "$suite" ${limit:+--limit "$limit"} --out "$out"
+                "{{bin}}" eval "$m" --suite "$suite" ${limit:+--limit "$limit"} --out "$out" "${extra[@]}"
             fi
         done
         "{{bin}}" report "$dir/$name" "$dir/$name-{{SCHEME}}" --out "$dir/report"

@@ -99,8 +99,9 @@ enum Cmd {
     Eval {
         /// Model folder or alias.
         model: Option<String>,
-        /// A suite of tasks: smoke, leaderboard-v1, or a code suite (humaneval, humanevalplus,
-        /// mbpp, mbppplus); `--list-tasks` lists them.
+        /// A suite of tasks: smoke, leaderboard-v1, a code suite (humaneval, humanevalplus,
+        /// mbpp, mbppplus), or similarity (answers compared with --baseline's); `--list-tasks`
+        /// lists them.
         #[arg(long, conflicts_with = "tasks")]
         suite: Option<String>,
         /// Comma-separated task names (or task spec YAML files).
@@ -138,9 +139,22 @@ enum Cmd {
         /// then optional (only recorded).
         #[arg(long)]
         samples: Option<PathBuf>,
-        /// Code suites: maximum new tokens per generated solution.
-        #[arg(long, default_value_t = 512)]
-        max_new_tokens: usize,
+        /// Maximum new tokens per generated answer (code suites: 512; similarity: 1024 on CUDA,
+        /// 256 on CPU).
+        #[arg(long)]
+        max_new_tokens: Option<usize>,
+        /// Similarity suite: the baseline model's similarity run folder, whose stored answers are
+        /// the references (never generated again). Without it the run only generates and stores
+        /// its answers (do this once for the BF16 model).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Similarity suite: arena-hard (Arena-Hard-Auto v0.1, the paper's 500 prompts), ifeval,
+        /// or a JSONL file (id + prompt).
+        #[arg(long, default_value = "arena-hard")]
+        prompts: String,
+        /// Similarity suite: Porter-stem ROUGE tokens.
+        #[arg(long)]
+        stem: bool,
     },
     /// Recovery table (markdown and CSV) of runs against the BF16 baseline run.
     Report {
@@ -372,6 +386,196 @@ fn eval_code(
     Ok(())
 }
 
+/// Arguments of `eval --suite similarity`.
+struct SimilarityArgs {
+    model: Option<String>,
+    samples: Option<PathBuf>,
+    limit: Option<usize>,
+    data_dir: Option<PathBuf>,
+    runs_dir: PathBuf,
+    out: Option<PathBuf>,
+    engine: quantlab_model::EngineOptions,
+    max_new_tokens: Option<usize>,
+    baseline: Option<PathBuf>,
+    prompts: String,
+    stem: bool,
+}
+
+/// `eval --suite similarity`: generate (or read) answers, score them against `--baseline`'s
+/// stored answers, write the run folder, print the means.
+fn eval_similarity(a: SimilarityArgs) -> Result<()> {
+    use quantlab_evaluate::similarity as sim;
+    use sim::suite;
+    if a.limit == Some(0) {
+        anyhow::bail!("--limit must be at least 1");
+    }
+    if a.max_new_tokens == Some(0) {
+        anyhow::bail!("--max-new-tokens must be at least 1");
+    }
+    let data_dir = a.data_dir.unwrap_or_else(quantlab_tasks::default_data_dir);
+    let source = suite::PromptSource::parse(&a.prompts);
+    let device = quantlab_model::engine::parse_device(&a.engine.device)?;
+    let max_new = match a.max_new_tokens {
+        Some(n) => n,
+        None if device.is_cuda() => suite::MAX_NEW_TOKENS_GPU,
+        None => {
+            if a.samples.is_none() {
+                eprintln!(
+                    "warning: on CPU the similarity answers default to {} new tokens (the paper \
+                     uses {} on GPU); pass --max-new-tokens to choose",
+                    suite::MAX_NEW_TOKENS_CPU,
+                    suite::MAX_NEW_TOKENS_GPU
+                );
+            }
+            suite::MAX_NEW_TOKENS_CPU
+        }
+    };
+    // Everything that can fail cheaply fails before the model loads.
+    let baseline = a
+        .baseline
+        .as_deref()
+        .map(suite::load_baseline)
+        .transpose()?;
+    let scoring = sim::SimilarityOptions {
+        stem: a.stem,
+        bertscore: Some(sim::BertScoreOptions {
+            encoder: sim::resolve_encoder(None)?,
+            layer: None,
+            idf: false,
+            baseline: None,
+        }),
+        sts: Some(sim::StsOptions {
+            encoder: sim::find_minilm()?,
+        }),
+        device,
+        batch_tokens: 8192,
+    };
+    if let Some(b) = &baseline {
+        match &a.samples {
+            None => {
+                let prompts = suite::load_prompts(&source, &data_dir, a.limit)?;
+                // The chat template's use is only known once the model is loaded; checked then.
+                let mut planned = b.settings.clone();
+                planned.prompts = source.label();
+                planned.decoding = "greedy".into();
+                planned.max_new_tokens = Some(max_new);
+                suite::check_settings(&planned, b)?;
+                suite::check_coverage(prompts.iter().map(|p| p.id.as_str()), b)?;
+            }
+            Some(s) => {
+                let answers = suite::read_samples(s)?;
+                let n = a.limit.unwrap_or(answers.len()).min(answers.len());
+                suite::check_coverage(answers[..n].iter().map(|g| g.id.as_str()), b)?;
+            }
+        }
+    } else if a.samples.is_none() {
+        suite::load_prompts(&source, &data_dir, a.limit)?;
+    }
+    let resolved = match &a.model {
+        Some(m) => {
+            let dir = quantlab_model::registry::resolve_model(m)?;
+            Some((quantlab_evaluate::model_info::model_info(m, &dir)?, dir))
+        }
+        None => None,
+    };
+    let info = match (&resolved, &a.samples) {
+        (Some((info, _)), _) => info.clone(),
+        (None, Some(s)) => quantlab_evaluate::codeeval::samples_model_info(s)?,
+        (None, None) => anyhow::bail!("give MODEL (to generate) or --samples FILE"),
+    };
+    let resuming = a
+        .out
+        .as_ref()
+        .is_some_and(|o| o.join(suite::RESUME_DIR).is_dir() && !o.join("results.json").exists());
+    if let Some(o) = &a.out {
+        let non_empty = o.exists()
+            && std::fs::read_dir(o)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true);
+        if non_empty && !resuming {
+            anyhow::bail!(
+                "{}: run folder exists and is not empty; choose another --out or remove it",
+                o.display()
+            );
+        }
+    }
+    let mut backend = None;
+    let mut describe = serde_json::json!({ "backend": "samples" });
+    if a.samples.is_none() {
+        let (_, dir) = resolved.as_ref().expect("model checked above");
+        eprintln!(
+            "loading {} ({}) from {}",
+            info.name,
+            info.scheme,
+            dir.display()
+        );
+        let engine = quantlab_model::Engine::load(dir, a.engine.clone())?;
+        let be = quantlab_evaluate::local::LocalBackend::new(engine);
+        describe = quantlab_evaluate::Backend::describe(&be);
+        backend = Some(be);
+    }
+    let out_dir = match a.out {
+        Some(o) => o,
+        None => quantlab_evaluate::new_run_dir(&a.runs_dir, &info.name)?,
+    };
+    if resuming {
+        eprintln!("resuming the interrupted run in {}", out_dir.display());
+    }
+    let pb = indicatif::ProgressBar::new(0);
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "similarity generating [{bar:40}] {pos}/{len} ({elapsed} < {eta})",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    let progress = |done: usize, total: usize| {
+        pb.set_length(total as u64);
+        pb.set_position(done as u64);
+    };
+    let chunk = match a.engine.batch_size {
+        0 if device.is_cuda() => 256,
+        0 => 64,
+        n => n,
+    };
+    let req = suite::SimilarityEval {
+        prompts: source,
+        data_dir,
+        limit: a.limit,
+        samples: a.samples,
+        backend: backend
+            .as_mut()
+            .map(|b| b as &mut dyn quantlab_evaluate::Backend),
+        max_new_tokens: max_new,
+        chunk,
+        baseline: baseline.map(|b| b.dir),
+        scoring,
+        out_dir: out_dir.clone(),
+        model: info,
+        backend_info: describe,
+        progress: &progress,
+    };
+    let (res, scored) = suite::run_similarity_eval(req)?;
+    pb.finish_and_clear();
+    match &scored {
+        Some(s) => println!("{}", sim::render_markdown(s)),
+        None => println!(
+            "stored {} answers in {}/{} (no --baseline: nothing to compare with; give this run \
+             folder as --baseline to the quantized models' similarity runs)",
+            std::fs::read_to_string(out_dir.join(suite::GENERATIONS_FILE))
+                .map(|t| t.lines().count())
+                .unwrap_or(0),
+            out_dir.display(),
+            suite::GENERATIONS_FILE
+        ),
+    }
+    println!("run: {} ({:.1} s)", out_dir.display(), res.wall_time_s);
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::ImportGguf { file, out, force } => {
@@ -474,12 +678,42 @@ fn run(cli: Cli) -> Result<()> {
             list_tasks,
             samples,
             max_new_tokens,
+            baseline,
+            prompts,
+            stem,
         } => {
             if list_tasks {
                 println!("tasks:  {}", quantlab_tasks::list_tasks().join(", "));
                 println!("suites: {}", quantlab_tasks::list_suites().join(", "));
                 println!("code suites: humaneval, humanevalplus, mbpp, mbppplus");
+                println!(
+                    "similarity: similarity (--baseline RUN, --prompts arena-hard|ifeval|FILE)"
+                );
                 return Ok(());
+            }
+            if suite.as_deref() == Some(quantlab_evaluate::similarity::suite::SUITE) {
+                let engine = quantlab_model::EngineOptions {
+                    device,
+                    dtype,
+                    batch_size,
+                    ..Default::default()
+                };
+                return eval_similarity(SimilarityArgs {
+                    model,
+                    samples,
+                    limit,
+                    data_dir,
+                    runs_dir,
+                    out,
+                    engine,
+                    max_new_tokens,
+                    baseline,
+                    prompts,
+                    stem,
+                });
+            }
+            if baseline.is_some() {
+                anyhow::bail!("--baseline is for --suite similarity (for report/regress baselines see their --help)");
             }
             if let Some(cs) = suite
                 .as_deref()
@@ -500,7 +734,7 @@ fn run(cli: Cli) -> Result<()> {
                     runs_dir,
                     out,
                     engine,
-                    max_new_tokens,
+                    max_new_tokens.unwrap_or(512),
                 );
             }
             if samples.is_some() {
@@ -629,10 +863,7 @@ fn run(cli: Cli) -> Result<()> {
             )?;
             println!("{md}");
             if let Some(o) = out {
-                eprintln!(
-                    "wrote {}/report.{{md,csv,json,html}} and charts",
-                    o.display()
-                );
+                eprintln!("wrote the report files to {}", o.display());
             }
         }
         Cmd::Regress {

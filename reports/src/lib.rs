@@ -18,6 +18,7 @@ pub mod recovery;
 pub mod regress;
 pub mod render;
 pub mod report;
+pub mod similarity;
 pub mod stats;
 
 pub use load::load_run;

@@ -39,6 +39,10 @@ pub enum EntryKind {
     Task,
     /// The recovery of the suite's average score (Table 2).
     Suite,
+    /// A similarity mean (`eval --suite similarity`): the compressed model's answers against the
+    /// BF16 answers, in percent (ROUGE-1 F, ROUGE-L F, BERTScore F1, STS 0–1). Not a recovery:
+    /// `recovery_pct` holds the mean score itself, and a drop is gated the same way.
+    Similarity,
 }
 
 /// One recovery in a snapshot.
@@ -52,7 +56,8 @@ pub struct Entry {
     pub name: String,
     /// Metric the recovery is of (the task's primary metric; `average` for suites).
     pub metric: String,
-    /// Recovery % against the BF16 run of the same snapshot.
+    /// Recovery % against the BF16 run of the same snapshot ([`EntryKind::Similarity`]: the
+    /// similarity mean in percent).
     pub recovery_pct: f64,
     /// Bootstrap 95% interval of the recovery, when the samples files were there.
     #[serde(default)]
@@ -111,12 +116,57 @@ pub fn snapshot(
     runs_dir: &Path,
     baseline: Option<&str>,
     opts: &ReportOptions,
-) -> Result<(Snapshot, RecoveryTable)> {
-    let dirs = run_dirs(runs_dir)?;
-    let records = dirs
+) -> Result<(Snapshot, Option<RecoveryTable>)> {
+    let all_dirs = run_dirs(runs_dir)?;
+    let all = all_dirs
         .iter()
         .map(|p| load_run(p))
         .collect::<Result<Vec<_>>>()?;
+    // Similarity runs are gated on their means; the others on recoveries.
+    let (mut records, mut dirs) = (Vec::new(), Vec::new());
+    let (mut sim_records, mut sim_dirs) = (Vec::new(), Vec::new());
+    for (r, d) in all.into_iter().zip(all_dirs) {
+        if crate::similarity::is_similarity(&r) {
+            sim_records.push(r);
+            sim_dirs.push(d);
+        } else {
+            records.push(r);
+            dirs.push(d);
+        }
+    }
+    let sim_entries = similarity_entries(runs_dir, &sim_records, &sim_dirs)?;
+    if records.is_empty() {
+        if sim_entries.is_empty() {
+            bail!(
+                "{}: only similarity runs that stored their answers; nothing to gate (score the \
+                 compressed model with `eval --suite similarity --baseline RUN`)",
+                runs_dir.display()
+            );
+        }
+        let base = sim_records
+            .iter()
+            .find(|r| r.tasks.is_empty())
+            .or(sim_records.first())
+            .expect("similarity entries come from records");
+        let mut task_versions = BTreeMap::new();
+        for r in &sim_records {
+            for (t, v) in &r.tasks {
+                task_versions.insert(t.clone(), v.version.clone());
+            }
+        }
+        return Ok((
+            Snapshot {
+                format: SNAPSHOT_FORMAT.into(),
+                quantlab_version: env!("CARGO_PKG_VERSION").into(),
+                created_at: chrono::Utc::now().to_rfc3339(),
+                baseline_run: base.run_id.clone(),
+                baseline_model: base.model.name.clone(),
+                task_versions,
+                entries: sim_entries,
+            },
+            None,
+        ));
+    }
     let mut table = recovery_table(&records, baseline)?;
     annotate(&mut table, &records, &dirs, opts)?;
     let task_versions = task_versions(&records, &dirs)?;
@@ -162,6 +212,7 @@ pub fn snapshot(
             });
         }
     }
+    entries.extend(sim_entries);
     Ok((
         Snapshot {
             format: SNAPSHOT_FORMAT.into(),
@@ -172,8 +223,46 @@ pub fn snapshot(
             task_versions,
             entries,
         },
-        table,
+        Some(table),
     ))
+}
+
+/// The similarity means of the scored similarity runs as gate entries (one per scheme and metric
+/// of [`crate::similarity::COLUMNS`]), with their 95% intervals. Errors: two scored runs with the
+/// same scheme.
+fn similarity_entries(
+    runs_dir: &Path,
+    records: &[RunResults],
+    dirs: &[PathBuf],
+) -> Result<Vec<Entry>> {
+    let rows = crate::similarity::rows(records, dirs)?;
+    let mut seen = BTreeMap::new();
+    let mut out = Vec::new();
+    for r in rows {
+        if let Some(other) = seen.insert(r.scheme.clone(), r.run_id.clone()) {
+            bail!(
+                "{}: similarity runs `{other}` and `{}` both have scheme `{}`; the gate compares \
+                 one run per scheme",
+                runs_dir.display(),
+                r.run_id,
+                r.scheme
+            );
+        }
+        for ((metric, _), cell) in crate::similarity::COLUMNS.iter().zip(&r.cells) {
+            if let Some(c) = cell {
+                out.push(Entry {
+                    scheme: r.scheme.clone(),
+                    kind: EntryKind::Similarity,
+                    name: metric.to_string(),
+                    metric: metric.to_string(),
+                    recovery_pct: c.mean,
+                    ci95: c.ci95,
+                    near_random: false,
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Task name -> spec version over all runs; an error when two runs evaluated a task with
@@ -337,6 +426,7 @@ impl Check {
         let kind = match self.kind {
             EntryKind::Task => "task",
             EntryKind::Suite => "suite",
+            EntryKind::Similarity => "similarity",
         };
         format!("{}/{kind}:{}", self.scheme, self.name)
     }
@@ -439,8 +529,13 @@ pub fn render_text(checks: &[Check]) -> String {
         let ci = c
             .current_ci95
             .map_or(String::new(), |[lo, hi]| format!(", CI [{lo:.2}, {hi:.2}]"));
+        let quantity = if c.kind == EntryKind::Similarity {
+            "mean"
+        } else {
+            "recovery"
+        };
         out.push_str(&format!(
-            "{:<12} {}: recovery {} -> {} % ({} pp, tolerance {:.2} pp{ci}{})\n",
+            "{:<12} {}: {quantity} {} -> {} % ({} pp, tolerance {:.2} pp{ci}{})\n",
             what,
             c.id(),
             fmt_opt(c.stored_pct, false),

@@ -136,12 +136,54 @@ pub fn write_report_with(
     out_dir: Option<&Path>,
     opts: &ReportOptions,
 ) -> Result<String> {
-    let table = build_report(runs, baseline, opts)?;
-    let markdown = format!(
-        "{}\n## Statistics\n\n{}",
-        table.to_markdown(),
-        table.to_markdown_stats()
-    );
+    // Similarity runs (`eval --suite similarity`) have no recovery: they get their own section.
+    let mut table_runs = Vec::new();
+    let (mut sim_records, mut sim_dirs) = (Vec::new(), Vec::new());
+    for p in runs {
+        let r = load_run(p)?;
+        if crate::similarity::is_similarity(&r) {
+            sim_records.push(r);
+            sim_dirs.push(
+                results_file(p)
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default(),
+            );
+        } else {
+            table_runs.push(p.clone());
+        }
+    }
+    let sim_rows = crate::similarity::rows(&sim_records, &sim_dirs)?;
+    if table_runs.is_empty() && sim_rows.is_empty() {
+        bail!(
+            "nothing to report: the similarity runs given ({}) only stored their answers; score a \
+             model against them with `quantlab eval MODEL --suite similarity --baseline RUN`",
+            sim_records
+                .iter()
+                .map(|r| r.run_id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let table = if table_runs.is_empty() {
+        None
+    } else {
+        Some(build_report(&table_runs, baseline, opts)?)
+    };
+    let mut markdown = match &table {
+        Some(t) => format!(
+            "{}\n## Statistics\n\n{}",
+            t.to_markdown(),
+            t.to_markdown_stats()
+        ),
+        None => String::new(),
+    };
+    if !sim_rows.is_empty() {
+        if !markdown.is_empty() {
+            markdown.push('\n');
+        }
+        markdown += &crate::similarity::to_markdown(&sim_rows);
+    }
     if let Some(dir) = out_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create report folder {}", dir.display()))?;
@@ -152,20 +194,42 @@ pub fn write_report_with(
             })
         };
         text("report.md", &markdown)?;
-        table.write_csv(&dir.join("report.csv"))?;
-        write_stats_csv(&table, &dir.join("report_stats.csv"))?;
-        text(
-            "report.json",
-            &(serde_json::to_string_pretty(&table.to_json())? + "\n"),
-        )?;
-        text("report.html", &crate::render::to_html(&table)?)?;
-        match crate::render::recovery_svg(&table) {
-            Ok(svg) => {
-                text("recovery.svg", &svg)?;
-                text("scores.svg", &crate::render::scores_svg(&table)?)?;
-                crate::render::write_recovery_png(&table, &dir.join("recovery.png"))?;
+        if !sim_rows.is_empty() {
+            let mut df = crate::similarity::to_frame(&sim_rows)?;
+            write_atomic(&dir.join("report_similarity.csv"), |file| {
+                CsvWriter::new(file)
+                    .include_header(true)
+                    .with_float_precision(Some(4))
+                    .finish(&mut df)?;
+                Ok(())
+            })?;
+        }
+        if let Some(table) = &table {
+            table.write_csv(&dir.join("report.csv"))?;
+            write_stats_csv(table, &dir.join("report_stats.csv"))?;
+            let mut json = table.to_json();
+            if !sim_rows.is_empty() {
+                json["similarity"] = serde_json::to_value(&sim_rows)?;
             }
-            Err(e) => eprintln!("warning: charts skipped: {e:#}"),
+            text(
+                "report.json",
+                &(serde_json::to_string_pretty(&json)? + "\n"),
+            )?;
+            text("report.html", &crate::render::to_html(table)?)?;
+            match crate::render::recovery_svg(table) {
+                Ok(svg) => {
+                    text("recovery.svg", &svg)?;
+                    text("scores.svg", &crate::render::scores_svg(table)?)?;
+                    crate::render::write_recovery_png(table, &dir.join("recovery.png"))?;
+                }
+                Err(e) => eprintln!("warning: charts skipped: {e:#}"),
+            }
+        } else {
+            let json = serde_json::json!({ "similarity": sim_rows });
+            text(
+                "report.json",
+                &(serde_json::to_string_pretty(&json)? + "\n"),
+            )?;
         }
     }
     Ok(markdown)

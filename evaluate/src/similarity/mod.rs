@@ -34,6 +34,7 @@ pub mod porter;
 pub mod rouge;
 pub mod stats;
 pub mod sts;
+pub mod suite;
 
 pub use pairs::{read_pairs, TextPair};
 
