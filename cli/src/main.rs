@@ -155,6 +155,10 @@ enum Cmd {
         /// Similarity suite: Porter-stem ROUGE tokens.
         #[arg(long)]
         stem: bool,
+        /// Do not read or write the request cache ($QUANTLAB_CACHE, default ~/.cache/quantlab):
+        /// every request is computed.
+        #[arg(long)]
+        no_cache: bool,
     },
     /// Recovery table (markdown and CSV) of runs against the BF16 baseline run.
     Report {
@@ -301,6 +305,7 @@ fn eval_code(
     out: Option<PathBuf>,
     engine_opts: quantlab_model::EngineOptions,
     max_new_tokens: usize,
+    no_cache: bool,
 ) -> Result<()> {
     use quantlab_evaluate::codeeval;
     if limit == Some(0) {
@@ -342,8 +347,8 @@ fn eval_code(
             dir.display()
         );
         let engine = quantlab_model::Engine::load(dir, engine_opts)?;
-        let be = quantlab_evaluate::local::LocalBackend::new(engine);
-        describe = quantlab_evaluate::Backend::describe(&be);
+        let be = local_backend(engine, &info, no_cache)?;
+        describe = be.describe();
         backend = Some(be);
     }
     let out_dir = match out {
@@ -357,7 +362,7 @@ fn eval_code(
         samples,
         backend: backend
             .as_mut()
-            .map(|b| b as &mut dyn quantlab_evaluate::Backend),
+            .map(|b| &mut **b as &mut dyn quantlab_evaluate::Backend),
         max_new_tokens,
         run: codeeval::CodeRunOptions {
             out_dir: out_dir.clone(),
@@ -367,6 +372,7 @@ fn eval_code(
         },
     };
     let (res, verdicts) = codeeval::run_code_eval(req)?;
+    report_cache(backend.as_deref());
     println!("| task | metric | value | stderr | n |");
     println!("| --- | --- | ---: | ---: | ---: |");
     for (task, r) in &res.tasks {
@@ -386,6 +392,41 @@ fn eval_code(
     Ok(())
 }
 
+/// The built-in engine as an eval backend, behind the cross-run request cache
+/// ([`quantlab_evaluate::cache`]) unless `no_cache` or `QUANTLAB_CACHE=off`.
+fn local_backend(
+    engine: quantlab_model::Engine,
+    info: &quantlab_evaluate::ModelInfo,
+    no_cache: bool,
+) -> Result<Box<dyn quantlab_evaluate::Backend>> {
+    let be = quantlab_evaluate::local::LocalBackend::new(engine);
+    let dir = if no_cache {
+        None
+    } else {
+        quantlab_evaluate::cache::default_cache_dir()
+    };
+    Ok(match dir {
+        Some(d) => Box::new(quantlab_evaluate::cache::CachedBackend::open(be, &d, info)?),
+        None => Box::new(be),
+    })
+}
+
+/// One stderr line on the request cache, when one was used.
+fn report_cache(be: Option<&dyn quantlab_evaluate::Backend>) {
+    if let Some(st) = be.and_then(|b| b.cache_stats()) {
+        let path = be
+            .map(|b| b.describe())
+            .and_then(|d| d.get("cache").and_then(|c| c.as_str()).map(String::from))
+            .unwrap_or_default();
+        eprintln!(
+            "request cache: {} of {} answers reused, {} computed and stored ({path}; --no-cache to bypass)",
+            st.hits,
+            st.hits + st.misses,
+            st.misses
+        );
+    }
+}
+
 /// Arguments of `eval --suite similarity`.
 struct SimilarityArgs {
     model: Option<String>,
@@ -399,6 +440,7 @@ struct SimilarityArgs {
     baseline: Option<PathBuf>,
     prompts: String,
     stem: bool,
+    no_cache: bool,
 }
 
 /// `eval --suite similarity`: generate (or read) answers, score them against `--baseline`'s
@@ -510,8 +552,8 @@ fn eval_similarity(a: SimilarityArgs) -> Result<()> {
             dir.display()
         );
         let engine = quantlab_model::Engine::load(dir, a.engine.clone())?;
-        let be = quantlab_evaluate::local::LocalBackend::new(engine);
-        describe = quantlab_evaluate::Backend::describe(&be);
+        let be = local_backend(engine, &info, a.no_cache)?;
+        describe = be.describe();
         backend = Some(be);
     }
     let out_dir = match a.out {
@@ -548,7 +590,7 @@ fn eval_similarity(a: SimilarityArgs) -> Result<()> {
         samples: a.samples,
         backend: backend
             .as_mut()
-            .map(|b| b as &mut dyn quantlab_evaluate::Backend),
+            .map(|b| &mut **b as &mut dyn quantlab_evaluate::Backend),
         max_new_tokens: max_new,
         chunk,
         baseline: baseline.map(|b| b.dir),
@@ -560,6 +602,7 @@ fn eval_similarity(a: SimilarityArgs) -> Result<()> {
     };
     let (res, scored) = suite::run_similarity_eval(req)?;
     pb.finish_and_clear();
+    report_cache(backend.as_deref());
     match &scored {
         Some(s) => println!("{}", sim::render_markdown(s)),
         None => println!(
@@ -681,6 +724,7 @@ fn run(cli: Cli) -> Result<()> {
             baseline,
             prompts,
             stem,
+            no_cache,
         } => {
             if list_tasks {
                 println!("tasks:  {}", quantlab_tasks::list_tasks().join(", "));
@@ -710,6 +754,7 @@ fn run(cli: Cli) -> Result<()> {
                     baseline,
                     prompts,
                     stem,
+                    no_cache,
                 });
             }
             if baseline.is_some() {
@@ -735,6 +780,7 @@ fn run(cli: Cli) -> Result<()> {
                     out,
                     engine,
                     max_new_tokens.unwrap_or(512),
+                    no_cache,
                 );
             }
             if samples.is_some() {
@@ -779,7 +825,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             eprintln!("loading {} ({}) from {}", model, info.scheme, dir.display());
             let engine = quantlab_model::Engine::load(&dir, opts)?;
-            let mut be = quantlab_evaluate::local::LocalBackend::new(engine);
+            let mut be = local_backend(engine, &info, no_cache)?;
             // An interrupted run (resume state, no results.json) in --out is continued.
             let resuming = out.as_ref().is_some_and(|o| {
                 o.join(quantlab_evaluate::runner::RESUME_DIR).is_dir()
@@ -819,7 +865,7 @@ fn run(cli: Cli) -> Result<()> {
                 model: info,
                 suite: suite.unwrap_or_else(|| "custom".into()),
             };
-            let res = match quantlab_evaluate::run_tasks(&mut be, &specs, &run_opts) {
+            let res = match quantlab_evaluate::run_tasks(&mut *be, &specs, &run_opts) {
                 Ok(r) => r,
                 Err(e) => {
                     // Leave no half-written run folder behind (one we created).
@@ -839,6 +885,7 @@ fn run(cli: Cli) -> Result<()> {
                     );
                 }
             }
+            report_cache(Some(&*be));
             println!("run: {} ({:.1} s)", out_dir.display(), res.wall_time_s);
         }
         Cmd::Report {

@@ -8,6 +8,7 @@ use std::process::Command;
 
 fn quantlab(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_quantlab"))
+        .env("QUANTLAB_CACHE", "off")
         .args(args)
         .output()
         .unwrap();

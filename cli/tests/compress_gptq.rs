@@ -19,6 +19,7 @@ use std::process::Command;
 
 fn quantlab(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_quantlab"))
+        .env("QUANTLAB_CACHE", "off")
         .args(args)
         .output()
         .unwrap();

@@ -10,7 +10,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn eval_cmd(out: &Path) -> Command {
+    eval_cmd_cached(out, &out.with_extension("cache"))
+}
+
+/// The eval command with its request cache in `cache` (each test run its own, so the resumed
+/// run really computes its documents).
+fn eval_cmd_cached(out: &Path, cache: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_quantlab"));
+    c.env("QUANTLAB_CACHE", cache);
     c.args(["eval"])
         .arg(common::default_model())
         .args([
@@ -112,6 +119,36 @@ fn killed_eval_resumes_with_identical_results() {
     );
     assert_eq!(lm["versions"]["arc_easy"], 1.0);
     assert_eq!(lm["n-samples"]["arc_easy"]["effective"], 40);
+
+    // An unchanged task on an unchanged model, run again with the first run's request cache:
+    // every answer is reused and the records are the same.
+    let again = tmp.path().join("again");
+    let t0 = Instant::now();
+    let out = eval_cmd_cached(&again, &fresh.with_extension("cache"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    eprintln!("cached re-run: {:.1} s", t0.elapsed().as_secs_f64());
+    assert!(
+        stderr.contains("request cache: 160 of 160 answers reused, 0 computed"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(again.join("samples_arc_easy.jsonl")).unwrap(),
+        a
+    );
+    // Other numerics (bfloat16) never share answers with float32.
+    let out = eval_cmd_cached(&tmp.path().join("bf16"), &fresh.with_extension("cache"))
+        .args(["--dtype", "bfloat16"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("request cache: 0 of 160 answers reused, 160 computed"),
+        "{stderr}"
+    );
 
     // A finished run folder is still refused.
     let out = eval_cmd(&resumed).output().unwrap();

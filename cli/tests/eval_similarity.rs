@@ -28,6 +28,8 @@ fn ref_dir() -> PathBuf {
 
 fn quantlab() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_quantlab"));
+    // No request cache: the resume test must really generate.
+    c.env("QUANTLAB_CACHE", "off");
     c.arg("eval")
         .arg("--data-dir")
         .arg(common::shared().join("data"));

@@ -92,4 +92,10 @@ pub trait Backend {
     /// Render messages with the model's chat template, generation prompt appended. Err if the
     /// model has no chat template (the message names the tokenizer_config.json file).
     fn apply_chat_template(&self, messages: &[ChatMessage]) -> anyhow::Result<String>;
+
+    /// Requests answered from / sent past the request cache so far, for a cached backend
+    /// ([`crate::cache::CachedBackend`]); `None` for the others.
+    fn cache_stats(&self) -> Option<crate::cache::CacheStats> {
+        None
+    }
 }

@@ -6,6 +6,7 @@
 //!   writes the run folder (`samples_<task>.jsonl`, `results.json`).
 //! - [`results`]: the run record shared with the reports crate.
 pub mod backend;
+pub mod cache;
 pub mod codeeval;
 pub mod local;
 pub mod model_info;
