@@ -1038,7 +1038,7 @@ fn regress(
         },
     };
     if let Some(path) = write_baseline {
-        let (snap, _) = rg::snapshot(&runs, baseline_run.as_deref(), &report)?;
+        let snap = rg::snapshot(&runs, baseline_run.as_deref(), &report)?;
         rg::write_snapshot(&snap, &path)?;
         println!(
             "wrote baseline snapshot {} ({} recoveries, {} tasks)",

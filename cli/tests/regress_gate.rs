@@ -20,6 +20,18 @@ fn quantlab(args: &[&str]) -> (i32, String, String) {
 
 /// A run folder with `results.json` (scores as fractions; task version `version`).
 fn write_run(root: &Path, id: &str, scheme: &str, scores: &[(&str, f64)], version: &str) {
+    write_suite_run(root, id, scheme, "smoke", scores, version)
+}
+
+/// [`write_run`] for a run of suite `suite`.
+fn write_suite_run(
+    root: &Path,
+    id: &str,
+    scheme: &str,
+    suite: &str,
+    scores: &[(&str, f64)],
+    version: &str,
+) {
     let tasks: serde_json::Map<String, serde_json::Value> = scores
         .iter()
         .map(|&(t, v)| {
@@ -34,7 +46,7 @@ fn write_run(root: &Path, id: &str, scheme: &str, scores: &[(&str, f64)], versio
         "quantlab_version": "0.1.0", "run_id": id,
         "model": {"name": format!("m-{scheme}"), "path": "/m", "scheme": scheme,
                   "config_sha256": "00", "quantization_config": null},
-        "suite": "smoke", "backend": {"backend": "local"}, "limit": null,
+        "suite": suite, "backend": {"backend": "local"}, "limit": null,
         "started_at": "2026-11-30T00:00:00Z", "wall_time_s": 1.0, "tasks": tasks,
     });
     let dir = root.join(id);
@@ -199,4 +211,177 @@ fn gate_exit_codes() {
         "{err}"
     );
     assert!(!err.contains("panicked"));
+}
+
+/// The fresh-user review's edge cases: a night with several suites gates each against its own
+/// BF16 run; a night with only the BF16 run cannot become a baseline (it would pass everything);
+/// a per-task tolerance naming no task is a typo, not a silent default.
+#[test]
+fn suites_side_by_side_and_empty_or_mistyped_gates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let n = root.join("night");
+    write_run(
+        &n,
+        "bf16-smoke",
+        "bf16",
+        &[("arc_easy", 0.50), ("hellaswag", 0.80)],
+        "1.0",
+    );
+    write_run(
+        &n,
+        "w4-smoke",
+        "w4a16",
+        &[("arc_easy", 0.49), ("hellaswag", 0.78)],
+        "1.0",
+    );
+    write_suite_run(
+        &n,
+        "bf16-code",
+        "bf16",
+        "humaneval",
+        &[("humaneval", 0.30)],
+        "evalplus-0.3",
+    );
+    write_suite_run(
+        &n,
+        "w4-code",
+        "w4a16",
+        "humaneval",
+        &[("humaneval", 0.27)],
+        "evalplus-0.3",
+    );
+    let snap = root.join("snap.json");
+    let (code, out, err) = quantlab(&["regress", "--runs", &s(&n), "--write-baseline", &s(&snap)]);
+    assert_eq!(code, 0, "{out}{err}");
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&snap).unwrap()).unwrap();
+    let names: Vec<String> = stored["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["kind"].as_str().unwrap(),
+                e["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "task:humaneval",
+            "suite:humaneval",
+            "task:arc_easy",
+            "task:hellaswag",
+            "suite:smoke"
+        ],
+        "{stored}"
+    );
+    let rec = |name: &str| {
+        stored["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name && e["kind"] == "task")
+            .unwrap()["recovery_pct"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!((rec("humaneval") - 90.0).abs() < 1e-9);
+    assert!((rec("arc_easy") - 98.0).abs() < 1e-9);
+    assert_eq!(stored["baseline_run"], "bf16-code, bf16-smoke");
+
+    // Tonight humaneval drops 2 points of recovery: the code suite's entries fail, smoke's pass.
+    let t = root.join("tonight");
+    write_run(
+        &t,
+        "bf16-smoke",
+        "bf16",
+        &[("arc_easy", 0.50), ("hellaswag", 0.80)],
+        "1.0",
+    );
+    write_run(
+        &t,
+        "w4-smoke",
+        "w4a16",
+        &[("arc_easy", 0.49), ("hellaswag", 0.78)],
+        "1.0",
+    );
+    write_suite_run(
+        &t,
+        "bf16-code",
+        "bf16",
+        "humaneval",
+        &[("humaneval", 0.30)],
+        "evalplus-0.3",
+    );
+    write_suite_run(
+        &t,
+        "w4-code",
+        "w4a16",
+        "humaneval",
+        &[("humaneval", 0.264)],
+        "evalplus-0.3",
+    );
+    let (code, out, err) = quantlab(&["regress", "--baseline", &s(&snap), "--runs", &s(&t)]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("REGRESSED    w4a16/task:humaneval"), "{out}");
+    assert!(out.contains("REGRESSED    w4a16/suite:humaneval"), "{out}");
+    assert!(out.contains("2 of 5 checks failed; 2 moved"), "{out}");
+
+    // A per-task tolerance for a name that is nowhere: exit 2, the names listed.
+    let per_task = root.join("tol.yaml");
+    std::fs::write(&per_task, "humanevl: 5.0\n").unwrap();
+    let (code, out, err) = quantlab(&[
+        "regress",
+        "--baseline",
+        &s(&snap),
+        "--runs",
+        &s(&t),
+        "--per-task",
+        &s(&per_task),
+    ]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("`humanevl`") && err.contains("names: arc_easy, hellaswag, humaneval, smoke"),
+        "{err}"
+    );
+    std::fs::write(&per_task, "humaneval: 5.0\n").unwrap();
+    let (code, out, err) = quantlab(&[
+        "regress",
+        "--baseline",
+        &s(&snap),
+        "--runs",
+        &s(&t),
+        "--per-task",
+        &s(&per_task),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // Only the BF16 run: no snapshot is written, and an empty stored snapshot is refused.
+    let lonely = root.join("lonely");
+    write_run(&lonely, "bf16-smoke", "bf16", &[("arc_easy", 0.50)], "1.0");
+    let empty = root.join("empty.json");
+    let (code, out, err) = quantlab(&[
+        "regress",
+        "--runs",
+        &s(&lonely),
+        "--write-baseline",
+        &s(&empty),
+    ]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("nothing to gate") && err.contains("`bf16-smoke`"),
+        "{err}"
+    );
+    assert!(!empty.exists());
+    let mut hollow = stored.clone();
+    hollow["entries"] = json!([]);
+    std::fs::write(&empty, hollow.to_string()).unwrap();
+    let (code, out, err) = quantlab(&["regress", "--baseline", &s(&empty), "--runs", &s(&t)]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("has no entries"), "{err}");
 }

@@ -17,7 +17,7 @@
 
 use crate::recovery::AVERAGE_ROW;
 use crate::report::{annotate, ReportOptions};
-use crate::{load_run, recovery_table, RecoveryTable, RunResults};
+use crate::{load_run, recovery_table, RunResults};
 use anyhow::{anyhow, bail, Context, Result};
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use serde::{Deserialize, Serialize};
@@ -109,122 +109,112 @@ pub fn run_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Build the snapshot of the runs in `runs_dir` (a BF16 run, unless `baseline` names another, and
-/// the compressed runs), with bootstraps per `opts`. Errors: no runs, no or several baseline runs,
-/// two compressed runs with the same scheme, runs whose task versions disagree.
-pub fn snapshot(
-    runs_dir: &Path,
-    baseline: Option<&str>,
-    opts: &ReportOptions,
-) -> Result<(Snapshot, Option<RecoveryTable>)> {
+/// Build the snapshot of the runs in `runs_dir`, suite by suite: the runs of one suite (their
+/// `suite` field) are compared with that suite's BF16 run (unless `baseline` names another), so a
+/// night may hold a leaderboard suite, a code suite and the similarity suite side by side.
+/// Similarity runs give their means ([`EntryKind::Similarity`]). Bootstraps per `opts`.
+///
+/// Errors: no runs; a suite without or with several baseline runs; two compressed runs of one
+/// suite with the same scheme; runs whose task versions disagree; nothing to gate (only baseline
+/// runs, or similarity runs that only stored answers).
+pub fn snapshot(runs_dir: &Path, baseline: Option<&str>, opts: &ReportOptions) -> Result<Snapshot> {
     let all_dirs = run_dirs(runs_dir)?;
     let all = all_dirs
         .iter()
         .map(|p| load_run(p))
         .collect::<Result<Vec<_>>>()?;
-    // Similarity runs are gated on their means; the others on recoveries.
-    let (mut records, mut dirs) = (Vec::new(), Vec::new());
+    let task_versions = task_versions(&all, &all_dirs)?;
+    // Similarity runs are gated on their means; the others on recoveries, per suite.
+    let mut groups: BTreeMap<String, (Vec<RunResults>, Vec<PathBuf>)> = BTreeMap::new();
     let (mut sim_records, mut sim_dirs) = (Vec::new(), Vec::new());
     for (r, d) in all.into_iter().zip(all_dirs) {
         if crate::similarity::is_similarity(&r) {
             sim_records.push(r);
             sim_dirs.push(d);
         } else {
-            records.push(r);
-            dirs.push(d);
+            let g = groups.entry(r.suite.clone()).or_default();
+            g.0.push(r);
+            g.1.push(d);
         }
     }
-    let sim_entries = similarity_entries(runs_dir, &sim_records, &sim_dirs)?;
-    if records.is_empty() {
-        if sim_entries.is_empty() {
-            bail!(
-                "{}: only similarity runs that stored their answers; nothing to gate (score the \
-                 compressed model with `eval --suite similarity --baseline RUN`)",
-                runs_dir.display()
-            );
-        }
-        let base = sim_records
+    let mut entries = Vec::new();
+    let mut baselines: Vec<(String, String)> = Vec::new();
+    for (suite, (records, dirs)) in &groups {
+        let mut table = recovery_table(records, baseline)
+            .with_context(|| format!("suite `{suite}` in {}", runs_dir.display()))?;
+        annotate(&mut table, records, dirs, opts)?;
+        let base = records
             .iter()
-            .find(|r| r.tasks.is_empty())
-            .or(sim_records.first())
-            .expect("similarity entries come from records");
-        let mut task_versions = BTreeMap::new();
-        for r in &sim_records {
-            for (t, v) in &r.tasks {
-                task_versions.insert(t.clone(), v.version.clone());
+            .find(|r| r.run_id == table.baseline().run_id)
+            .expect("baseline is one of the records");
+        baselines.push((base.run_id.clone(), base.model.name.clone()));
+        let mut seen = BTreeMap::new();
+        for run in table.compared() {
+            if let Some(other) = seen.insert(run.scheme.clone(), run.run_id.clone()) {
+                bail!(
+                    "{}: runs `{other}` and `{}` of suite `{suite}` both have scheme `{}`; the \
+                     gate compares one run per scheme and suite",
+                    runs_dir.display(),
+                    run.run_id,
+                    run.scheme
+                );
+            }
+            for task in table.tasks() {
+                let Some(rec) = table.recovery(&task, &run.label) else {
+                    continue;
+                };
+                let is_avg = task == AVERAGE_ROW;
+                let boot = table.bootstrap(&task, &run.label);
+                entries.push(Entry {
+                    scheme: run.scheme.clone(),
+                    kind: if is_avg {
+                        EntryKind::Suite
+                    } else {
+                        EntryKind::Task
+                    },
+                    name: if is_avg { suite.clone() } else { task.clone() },
+                    metric: if is_avg {
+                        "average".into()
+                    } else {
+                        base.tasks[&task].primary_metric.clone()
+                    },
+                    recovery_pct: rec,
+                    ci95: boot.and_then(|b| Some([b.recovery_ci_lo?, b.recovery_ci_hi?])),
+                    near_random: !is_avg && table.is_near_random(&task),
+                });
             }
         }
-        return Ok((
-            Snapshot {
-                format: SNAPSHOT_FORMAT.into(),
-                quantlab_version: env!("CARGO_PKG_VERSION").into(),
-                created_at: chrono::Utc::now().to_rfc3339(),
-                baseline_run: base.run_id.clone(),
-                baseline_model: base.model.name.clone(),
-                task_versions,
-                entries: sim_entries,
-            },
-            None,
-        ));
     }
-    let mut table = recovery_table(&records, baseline)?;
-    annotate(&mut table, &records, &dirs, opts)?;
-    let task_versions = task_versions(&records, &dirs)?;
-    let base = &records
-        .iter()
-        .find(|r| r.run_id == table.baseline().run_id)
-        .expect("baseline is one of the records");
-    let suite = base.suite.clone();
-    let mut seen = BTreeMap::new();
-    let mut entries = Vec::new();
-    for run in table.compared() {
-        if let Some(other) = seen.insert(run.scheme.clone(), run.run_id.clone()) {
-            bail!(
-                "{}: runs `{other}` and `{}` both have scheme `{}`; the gate compares one run per \
-                 scheme",
-                runs_dir.display(),
-                run.run_id,
-                run.scheme
-            );
-        }
-        for task in table.tasks() {
-            let Some(rec) = table.recovery(&task, &run.label) else {
-                continue;
-            };
-            let is_avg = task == AVERAGE_ROW;
-            let boot = table.bootstrap(&task, &run.label);
-            entries.push(Entry {
-                scheme: run.scheme.clone(),
-                kind: if is_avg {
-                    EntryKind::Suite
-                } else {
-                    EntryKind::Task
-                },
-                name: if is_avg { suite.clone() } else { task.clone() },
-                metric: if is_avg {
-                    "average".into()
-                } else {
-                    base.tasks[&task].primary_metric.clone()
-                },
-                recovery_pct: rec,
-                ci95: boot.and_then(|b| Some([b.recovery_ci_lo?, b.recovery_ci_hi?])),
-                near_random: !is_avg && table.is_near_random(&task),
-            });
-        }
+    entries.extend(similarity_entries(runs_dir, &sim_records, &sim_dirs)?);
+    if let Some(b) = sim_records.iter().find(|r| r.tasks.is_empty()) {
+        baselines.push((b.run_id.clone(), b.model.name.clone()));
     }
-    entries.extend(sim_entries);
-    Ok((
-        Snapshot {
-            format: SNAPSHOT_FORMAT.into(),
-            quantlab_version: env!("CARGO_PKG_VERSION").into(),
-            created_at: chrono::Utc::now().to_rfc3339(),
-            baseline_run: base.run_id.clone(),
-            baseline_model: base.model.name.clone(),
-            task_versions,
-            entries,
-        },
-        Some(table),
-    ))
+    if entries.is_empty() {
+        bail!(
+            "{}: nothing to gate: no compressed run beside the baseline run(s) {}; a snapshot \
+             without entries would pass every night",
+            runs_dir.display(),
+            baselines
+                .iter()
+                .map(|(id, _)| format!("`{id}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let join = |f: &dyn Fn(&(String, String)) -> &str| {
+        let mut v: Vec<&str> = baselines.iter().map(f).collect();
+        v.dedup();
+        v.join(", ")
+    };
+    Ok(Snapshot {
+        format: SNAPSHOT_FORMAT.into(),
+        quantlab_version: env!("CARGO_PKG_VERSION").into(),
+        created_at: chrono::Utc::now().to_rfc3339(),
+        baseline_run: join(&|b| b.0.as_str()),
+        baseline_model: join(&|b| b.1.as_str()),
+        task_versions,
+        entries,
+    })
 }
 
 /// The similarity means of the scored similarity runs as gate entries (one per scheme and metric
@@ -550,12 +540,24 @@ pub fn render_text(checks: &[Check]) -> String {
         ));
     }
     let failed = checks.iter().filter(|c| c.fails()).count();
+    let count = |st: Status| checks.iter().filter(|c| c.status == st).count();
+    let (new, near_random) = (count(Status::New), count(Status::NearRandom));
+    let really_moved = moved
+        .iter()
+        .filter(|c| !matches!(c.status, Status::New | Status::NearRandom))
+        .count();
     out.push_str(&format!(
-        "{} of {} checks failed; {} moved beyond tolerance or CI\n",
+        "{} of {} checks failed; {} moved beyond tolerance or CI",
         failed,
         checks.len(),
-        moved.len()
+        really_moved
     ));
+    if new + near_random > 0 {
+        out.push_str(&format!(
+            "; not gated: {new} new, {near_random} near random"
+        ));
+    }
+    out.push('\n');
     out
 }
 
@@ -655,7 +657,33 @@ pub fn run_gate(
     junit_path: &Path,
 ) -> Result<GateResult> {
     let stored = read_snapshot(baseline_file)?;
-    let (current, _) = snapshot(runs_dir, baseline_run, report)?;
+    if stored.entries.is_empty() {
+        bail!(
+            "{}: the stored baseline has no entries, so it would pass any night; write a new one \
+             from a night with compressed runs (`quantlab regress --runs DIR --write-baseline FILE`)",
+            baseline_file.display()
+        );
+    }
+    let current = snapshot(runs_dir, baseline_run, report)?;
+    // A tolerance for a name that is nowhere is a typo that would silently gate with the default.
+    for name in gate.per_task.keys() {
+        let known = |s: &Snapshot| s.entries.iter().any(|e| &e.name == name);
+        if !known(&stored) && !known(&current) {
+            let mut names: Vec<&str> = stored
+                .entries
+                .iter()
+                .chain(&current.entries)
+                .map(|e| e.name.as_str())
+                .collect();
+            names.sort();
+            names.dedup();
+            bail!(
+                "per-task tolerance for `{name}`: no task or suite of that name in the baseline or \
+                 tonight's runs (names: {})",
+                names.join(", ")
+            );
+        }
+    }
     check_versions(&stored, &current, baseline_file)?;
     let checks = compare(&stored, &current, gate);
     let passed = !checks.iter().any(Check::fails);
