@@ -129,4 +129,19 @@ fn bad_samples_are_named() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("HumanEval/999"), "{e}");
+    // Samples for 1 of the 2 problems scored: refused, as EvalPlus does, naming the missing one.
+    let two = codeeval::load_problems(
+        Suite::HumanEval,
+        &quantlab_tasks::default_data_dir(),
+        Some(2),
+    )
+    .unwrap();
+    std::fs::write(&p, "{\"task_id\": \"HumanEval/0\", \"solution\": \"x\"}\n").unwrap();
+    let e = codeeval::read_samples(&p, &two, true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cover 1 of 2 problems (missing HumanEval/1)") && e.contains("--limit N"),
+        "{e}"
+    );
 }

@@ -534,6 +534,25 @@ pub fn read_samples(path: &Path, problems: &[Problem], skip_unknown: bool) -> Re
     if out.is_empty() {
         bail!("{}: no samples", path.display());
     }
+    // As EvalPlus: a samples file must answer every problem scored (pass@k over a subset would
+    // read as the suite's score).
+    let have: std::collections::BTreeSet<&str> = out.iter().map(|s| s.task_id.as_str()).collect();
+    let missing: Vec<&str> = problems
+        .iter()
+        .map(|p| p.task_id.as_str())
+        .filter(|id| !have.contains(id))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "{}: samples cover {} of {} problems (missing {}{}); generate the missing ones, or \
+             score the first N problems with --limit N",
+            path.display(),
+            problems.len() - missing.len(),
+            problems.len(),
+            missing[..missing.len().min(5)].join(", "),
+            if missing.len() > 5 { ", ..." } else { "" }
+        );
+    }
     Ok(out)
 }
 
