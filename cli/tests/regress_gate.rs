@@ -361,6 +361,33 @@ fn suites_side_by_side_and_empty_or_mistyped_gates() {
     ]);
     assert_eq!(code, 0, "{out}{err}");
 
+    // Runs over different documents (another --limit): report warns, the gate refuses.
+    let uneven = root.join("uneven");
+    write_run(&uneven, "bf16-smoke", "bf16", &[("arc_easy", 0.50)], "1.0");
+    write_run(&uneven, "w4-smoke", "w4a16", &[("arc_easy", 0.49)], "1.0");
+    let w4 = uneven.join("w4-smoke/results.json");
+    let text = std::fs::read_to_string(&w4).unwrap();
+    std::fs::write(&w4, text.replace("\"n_docs\":500", "\"n_docs\":100")).unwrap();
+    let (code, out, err) = quantlab(&[
+        "report",
+        &s(&uneven.join("bf16-smoke")),
+        &s(&uneven.join("w4-smoke")),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("> **warning:** task arc_easy: baseline run `bf16-smoke` has 500 documents (limit none), run `w4-smoke` has 100"),
+        "{out}"
+    );
+    let (code, out, err) = quantlab(&[
+        "regress",
+        "--runs",
+        &s(&uneven),
+        "--write-baseline",
+        &s(&root.join("u.json")),
+    ]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("same --limit"), "{err}");
+
     // Only the BF16 run: no snapshot is written, and an empty stored snapshot is refused.
     let lonely = root.join("lonely");
     write_run(&lonely, "bf16-smoke", "bf16", &[("arc_easy", 0.50)], "1.0");

@@ -96,6 +96,8 @@ pub struct RecoveryTable {
     near_random: BTreeSet<String>,
     /// (task, run label) -> paired bootstrap of that run against the baseline.
     bootstrap: BTreeMap<(String, String), PairedBootstrap>,
+    /// Lines printed above the table (e.g. runs made with different `--limit`).
+    warnings: Vec<String>,
 }
 
 /// Build the recovery table of `runs` against a baseline.
@@ -238,6 +240,7 @@ pub fn recovery_table(runs: &[RunResults], baseline: Option<&str>) -> Result<Rec
         chance: BTreeMap::new(),
         near_random: BTreeSet::new(),
         bootstrap: BTreeMap::new(),
+        warnings: Vec::new(),
     })
 }
 
@@ -478,7 +481,18 @@ impl RecoveryTable {
             .unwrap_or_default()
     }
 
-    /// A GitHub-flavoured Markdown table, padded so that it also reads well in a terminal.
+    /// Set the warnings printed above the Markdown table (and returned by [`Self::warnings`]).
+    pub fn set_warnings(&mut self, warnings: Vec<String>) {
+        self.warnings = warnings;
+    }
+
+    /// Warnings about the comparison (runs over different documents, ...).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// A GitHub-flavoured Markdown table, padded so that it also reads well in a terminal, with
+    /// the [warnings](Self::warnings) above it as quoted lines.
     ///
     /// Scores and recoveries in percent with two decimals (the paper's style); `n/a` where the
     /// baseline score is 0, `—` where a run lacks the task. Standard errors are in the CSV/JSON.
@@ -548,11 +562,18 @@ impl RecoveryTable {
             format!("| {} |\n", padded.join(" | "))
         };
 
-        let mut out = format!(
+        let mut out = String::new();
+        for w in &self.warnings {
+            out.push_str(&format!("> **warning:** {w}\n"));
+        }
+        if !self.warnings.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&format!(
             "Recovery against baseline `{}` (run `{}`, model `{}`). Scores in %; \
              recovery % = run / baseline × 100 (arXiv 2411.02355, Tables 2 and 10).\n\n",
             base, self.baseline.run_id, self.baseline.model
-        );
+        ));
         out.push_str(&line(&header));
         let rule: Vec<String> = widths
             .iter()

@@ -143,6 +143,14 @@ pub fn snapshot(runs_dir: &Path, baseline: Option<&str>, opts: &ReportOptions) -
         let mut table = recovery_table(records, baseline)
             .with_context(|| format!("suite `{suite}` in {}", runs_dir.display()))?;
         annotate(&mut table, records, dirs, opts)?;
+        let mismatches = crate::report::doc_count_mismatches(records, &table.baseline().run_id);
+        if !mismatches.is_empty() {
+            bail!(
+                "{}: suite `{suite}`: {}; evaluate every run of a night with the same --limit",
+                runs_dir.display(),
+                mismatches.join("; ")
+            );
+        }
         let base = records
             .iter()
             .find(|r| r.run_id == table.baseline().run_id)

@@ -43,6 +43,7 @@ pub fn build_report(
         .collect();
     let mut table = recovery_table(&records, baseline)?;
     annotate(&mut table, &records, &dirs, opts)?;
+    table.set_warnings(doc_count_mismatches(&records, &table.baseline().run_id));
     Ok(table)
 }
 
@@ -101,6 +102,35 @@ pub fn annotate(
         }
     }
     Ok(())
+}
+
+/// Tasks where a compared run evaluated another number of documents than the baseline (runs made
+/// with different `--limit`): one line each, naming the task, both runs and both counts. Their
+/// recoveries compare different documents.
+pub fn doc_count_mismatches(records: &[RunResults], baseline_run_id: &str) -> Vec<String> {
+    let Some(base) = records.iter().find(|r| r.run_id == baseline_run_id) else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for r in records.iter().filter(|r| r.run_id != baseline_run_id) {
+        for (task, t) in &r.tasks {
+            if let Some(b) = base.tasks.get(task) {
+                if b.n_docs != t.n_docs {
+                    out.push(format!(
+                        "task {task}: baseline run `{}` has {} documents (limit {}), run `{}` has {} \
+                         (limit {}); its recovery compares different documents",
+                        base.run_id,
+                        b.n_docs,
+                        base.limit.map_or("none".into(), |l| l.to_string()),
+                        r.run_id,
+                        t.n_docs,
+                        r.limit.map_or("none".into(), |l| l.to_string())
+                    ));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Names of the files [`write_report`] writes into its output folder (charts only when a font is
