@@ -58,6 +58,58 @@ fn largest_pow2_divisor_le(n: usize, cap: usize) -> usize {
     g
 }
 
+/// Whether module `name` (e.g. `model.layers.3.mlp.down_proj`) is left unquantized by `ignore`:
+/// an entry equal to the name or to a dotted suffix of it (`down_proj`, `mlp.down_proj`), or a
+/// `re:` regular expression that matches it anywhere (llm-compressor's `ignore` convention).
+///
+/// Errors: an invalid `re:` pattern (naming it).
+pub fn is_ignored(name: &str, ignore: &[String]) -> Result<bool> {
+    for ig in ignore {
+        if let Some(re) = ig.strip_prefix("re:") {
+            let r = regex::Regex::new(re)
+                .with_context(|| format!("ignore pattern '{ig}' is not a valid regex"))?;
+            if r.is_match(name) {
+                return Ok(true);
+            }
+        } else if name == ig || name.ends_with(&format!(".{ig}")) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Every `ignore` entry names at least one Linear of a `num_layers`-layer Llama (its seven
+/// Linears per layer, or `lm_head`): an entry that matches nothing is a typo that would otherwise
+/// quantize what the user meant to keep, and be written to config.json.
+///
+/// Errors: the first entry that matches no module (naming it and the module names' form).
+pub fn check_ignore_entries(ignore: &[String], num_layers: usize) -> Result<()> {
+    let mut modules: Vec<String> = vec!["lm_head".into()];
+    for i in 0..num_layers {
+        for l in LAYER_LINEARS {
+            modules.push(format!("model.layers.{i}.{l}"));
+        }
+    }
+    for ig in ignore {
+        let one = std::slice::from_ref(ig);
+        let mut hit = false;
+        for m in &modules {
+            if is_ignored(m, one)? {
+                hit = true;
+                break;
+            }
+        }
+        if !hit {
+            anyhow::bail!(
+                "ignore entry '{ig}' matches no Linear of this model (names look like \
+                 model.layers.0.self_attn.q_proj, model.layers.0.mlp.down_proj, lm_head; a bare \
+                 name matches as a dotted suffix, 're:' entries as regexes)"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Compress the model in `model_dir` into `out_dir`.
 ///
 /// Errors: the model cannot be read (file and field named), it is already quantized, a group size
@@ -78,16 +130,13 @@ pub fn compress(
     for i in 0..cfg.num_hidden_layers {
         for l in LAYER_LINEARS {
             let name = format!("model.layers.{i}.{l}");
-            if opts
-                .ignore
-                .iter()
-                .any(|ig| name == *ig || name.ends_with(&format!(".{ig}")))
-            {
+            if is_ignored(&name, &opts.ignore)? {
                 continue;
             }
             linears.push(name);
         }
     }
+    check_ignore_entries(&opts.ignore, cfg.num_hidden_layers)?;
     check_group_divisibility(&w, &linears, opts.scheme.strategy)?;
     let bar = if opts.progress {
         indicatif::ProgressBar::new(linears.len() as u64)

@@ -102,21 +102,6 @@ struct Manifest {
     layers: Vec<LayerReport>,
 }
 
-fn is_ignored(name: &str, ignore: &[String]) -> Result<bool> {
-    for ig in ignore {
-        if let Some(re) = ig.strip_prefix("re:") {
-            let r = regex::Regex::new(re)
-                .with_context(|| format!("ignore pattern '{ig}' is not a valid regex"))?;
-            if r.is_match(name) {
-                return Ok(true);
-            }
-        } else if name == ig || name.ends_with(&format!(".{ig}")) {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
 /// Calibration hidden states for one batch: host tensor `[b, t, hidden]`.
 struct Batch {
     x: Tensor,
@@ -300,11 +285,12 @@ pub fn compress_calibrated(
                     cfg.num_hidden_layers
                 );
             }
-            if !is_ignored(&name, &ignore)? {
+            if !crate::pipeline::is_ignored(&name, &ignore)? {
                 quantize_set.insert(name);
             }
         }
     }
+    crate::pipeline::check_ignore_entries(&recipe.ignore, cfg.num_hidden_layers)?;
     let mut names: Vec<String> = quantize_set.iter().cloned().collect();
     names.sort();
     check_group_divisibility(&w, &names, recipe.scheme.strategy)?;
