@@ -315,6 +315,7 @@ fn eval_code(
     let resolved = match &model {
         Some(m) => {
             let dir = quantlab_model::registry::resolve_model(m)?;
+            check_eval_out(out.as_deref(), &dir)?;
             Some((quantlab_evaluate::model_info::model_info(m, &dir)?, dir))
         }
         None => None,
@@ -389,6 +390,15 @@ fn eval_code(
         .collect();
     println!("samples: {} ({})", verdicts.len(), counts.join(", "));
     println!("run: {} ({:.1} s)", out_dir.display(), res.wall_time_s);
+    Ok(())
+}
+
+/// Refuse an eval `--out` inside the model folder (or holding it, or the current folder): a run
+/// folder written into a checkpoint would be mistaken for part of it.
+fn check_eval_out(out: Option<&std::path::Path>, model_dir: &std::path::Path) -> Result<()> {
+    if let Some(o) = out {
+        quantlab_compress::writer::check_output_is_safe(o, &[model_dir])?;
+    }
     Ok(())
 }
 
@@ -516,6 +526,7 @@ fn eval_similarity(a: SimilarityArgs) -> Result<()> {
     let resolved = match &a.model {
         Some(m) => {
             let dir = quantlab_model::registry::resolve_model(m)?;
+            check_eval_out(a.out.as_deref(), &dir)?;
             Some((quantlab_evaluate::model_info::model_info(m, &dir)?, dir))
         }
         None => None,
@@ -804,6 +815,7 @@ fn run(cli: Cli) -> Result<()> {
                 anyhow::bail!("backend '{backend}' is not available yet (local)");
             }
             let dir = quantlab_model::registry::resolve_model(&model)?;
+            check_eval_out(out.as_deref(), &dir)?;
             let info = quantlab_evaluate::model_info::model_info(&model, &dir)?;
             let data_dir = data_dir.unwrap_or_else(quantlab_tasks::default_data_dir);
             // Check the data before loading the model, so a missing file fails fast.
@@ -967,6 +979,9 @@ fn run(cli: Cli) -> Result<()> {
             runs_dir,
         } => {
             use quantlab_evaluate::similarity as sim;
+            if batch_tokens == 0 {
+                anyhow::bail!("--batch-tokens must be at least 1");
+            }
             let pairs = sim::read_pairs(&candidates, &references, &id_field, &text_field)?;
             let bertscore = if no_bertscore {
                 None
@@ -990,7 +1005,7 @@ fn run(cli: Cli) -> Result<()> {
                 bertscore,
                 sts,
                 device: quantlab_model::engine::parse_device(&device)?,
-                batch_tokens: batch_tokens.max(1),
+                batch_tokens,
             };
             let mut res = sim::score_pairs(&pairs, &opts)?;
             res.candidates = Some(candidates.display().to_string());

@@ -342,3 +342,82 @@ fn non_finite_weights_are_refused() {
     assert_one_error_line(code, &err, &["non-finite log-likelihood"]);
     assert!(!run.exists());
 }
+
+/// Degenerate values and misplaced outputs found by the fresh-user review: each refused with one
+/// error line before any work, nothing written.
+#[test]
+fn degenerate_values_and_outputs_inside_the_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = model_copy(tmp.path());
+    let ms = m.to_str().unwrap();
+    // An eval run folder inside the checkpoint.
+    let inside = m.join("runs/x");
+    let (code, _, err) = quantlab(&[
+        "eval",
+        ms,
+        "--tasks",
+        "arc_easy",
+        "--limit",
+        "2",
+        "--out",
+        inside.to_str().unwrap(),
+    ]);
+    assert_one_error_line(code, &err, &["overlaps the input"]);
+    assert!(!m.join("runs").exists());
+    let (code, _, err) = quantlab(&[
+        "eval",
+        ms,
+        "--suite",
+        "humaneval",
+        "--limit",
+        "2",
+        "--out",
+        inside.to_str().unwrap(),
+    ]);
+    assert_one_error_line(code, &err, &["overlaps the input"]);
+    // Calibration sequences longer than the model's context (8192 for SmolLM2).
+    let out = tmp.path().join("q");
+    let (code, _, err) = quantlab(&[
+        "compress",
+        ms,
+        "w4a16",
+        "--group-size",
+        "64",
+        "--calibration",
+        "random",
+        "--samples",
+        "2",
+        "--seq-len",
+        "9000",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_one_error_line(
+        code,
+        &err,
+        &["--seq-len 9000", "max_position_embeddings 8192"],
+    );
+    assert!(!out.exists());
+    // Zero-sized knobs.
+    let (code, _, err) = quantlab(&[
+        "eval",
+        ms,
+        "--suite",
+        "similarity",
+        "--max-new-tokens",
+        "0",
+        "--samples",
+        "x.jsonl",
+    ]);
+    assert_one_error_line(code, &err, &["--max-new-tokens must be at least 1"]);
+    let (code, _, err) = quantlab(&[
+        "similarity",
+        "--candidates",
+        "a.jsonl",
+        "--references",
+        "b.jsonl",
+        "--batch-tokens",
+        "0",
+    ]);
+    assert_one_error_line(code, &err, &["--batch-tokens must be at least 1"]);
+}

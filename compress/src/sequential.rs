@@ -1267,7 +1267,18 @@ pub fn run_recipe(
         });
     }
     // Model and output problems are reported before the calibration data is looked for.
-    drop(preflight(model_dir, out_dir, opts.force)?);
+    let (cfg, _) = preflight(model_dir, out_dir, opts.force)?;
+    if calib.seq_len > cfg.max_position_embeddings {
+        bail!(
+            "--seq-len {}: longer than the model's context ({}: max_position_embeddings {})",
+            calib.seq_len,
+            model_dir.join("config.json").display(),
+            cfg.max_position_embeddings
+        );
+    }
+    if opts.batch_tokens == 0 {
+        bail!("--batch-tokens must be at least 1");
+    }
     let tok = quantlab_model::Tokenizer::load(model_dir, &[])?;
     let set = quantlab_calibration::load(calib, &tok)?;
     let compute_kind = opts.compute_kind.unwrap_or(Kind::BFloat16);
