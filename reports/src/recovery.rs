@@ -425,9 +425,16 @@ impl RecoveryTable {
     }
 
     /// 95% normal confidence interval (percent) of the score of run `label` on `task`
-    /// (score ± 1.96 stderr).
+    /// (score ± 1.96 stderr), clipped to the metric's range: never below 0, and not above 100
+    /// for proportions (every metric but perplexities and bits per byte).
     pub fn ci95(&self, task: &str, label: &str) -> Option<(f64, f64)> {
-        Some(ci95(self.score(task, label)?, self.stderr(task, label)?))
+        let (lo, hi) = ci95(self.score(task, label)?, self.stderr(task, label)?);
+        let metric = (0..self.frame.height())
+            .find(|&i| self.text(TASK_COL, i) == task)
+            .map(|i| self.text(METRIC_COL, i))
+            .unwrap_or_default();
+        let unbounded = metric.contains("perplexity") || metric.contains("bits_per_byte");
+        Some((lo.max(0.0), if unbounded { hi } else { hi.min(100.0) }))
     }
 
     /// Row names (`task` column), the [`AVERAGE_ROW`] last.

@@ -298,3 +298,42 @@ fn code_suite_runs_are_reported_without_bootstrap() {
     );
     assert!(row.iter().any(|c| c.starts_with("25.00")), "{row:?}");
 }
+
+/// Score intervals stay inside the metric's range: a 99 % accuracy with a 2-point stderr has its
+/// upper bound at 100, a 1 % one its lower bound at 0; perplexities are not capped at 100.
+#[test]
+fn score_intervals_are_clipped_to_the_metric_range() {
+    let run = |id: &str, scheme: &str, acc: f64, ppl: f64| -> quantlab_reports::RunResults {
+        serde_json::from_value(serde_json::json!({
+            "quantlab_version": "0.1.0", "run_id": id,
+            "model": {"name": id, "path": "/m", "scheme": scheme, "config_sha256": "00",
+                      "quantization_config": null},
+            "suite": "custom", "backend": {}, "limit": null,
+            "started_at": "2026-11-30T00:00:00Z", "wall_time_s": 1.0,
+            "tasks": {
+                "a": {"version": "1", "n_docs": 30, "primary_metric": "acc",
+                      "metrics": {"acc": {"value": acc, "stderr": 0.02}}},
+                "wiki": {"version": "1", "n_docs": 30, "primary_metric": "word_perplexity",
+                         "metrics": {"word_perplexity": {"value": ppl, "stderr": 0.5}}}
+            }
+        }))
+        .unwrap()
+    };
+    let t = quantlab_reports::recovery_table(
+        &[run("b", "bf16", 0.99, 0.9), run("q", "w4a16", 0.01, 1.0)],
+        None,
+    )
+    .unwrap();
+    let (lo, hi) = t.ci95("a", "bf16").unwrap();
+    assert!(
+        close(lo, 99.0 - 1.959963984540054 * 2.0) && hi == 100.0,
+        "{lo} {hi}"
+    );
+    let (lo, hi) = t.ci95("a", "w4a16").unwrap();
+    assert!(
+        lo == 0.0 && close(hi, 1.0 + 1.959963984540054 * 2.0),
+        "{lo} {hi}"
+    );
+    let (_, hi) = t.ci95("wiki", "bf16").unwrap();
+    assert!(close(hi, 90.0 + 1.959963984540054 * 50.0), "{hi}");
+}
