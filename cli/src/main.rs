@@ -488,17 +488,25 @@ fn eval_similarity(a: SimilarityArgs) -> Result<()> {
         .as_deref()
         .map(suite::load_baseline)
         .transpose()?;
+    // The encoders are only needed to score against a baseline; a run that only stores its
+    // answers (the BF16 model's, often on a GPU machine without them) does not look for them.
     let scoring = sim::SimilarityOptions {
         stem: a.stem,
-        bertscore: Some(sim::BertScoreOptions {
-            encoder: sim::resolve_encoder(None)?,
-            layer: None,
-            idf: false,
-            baseline: None,
-        }),
-        sts: Some(sim::StsOptions {
-            encoder: sim::find_minilm()?,
-        }),
+        bertscore: match &a.baseline {
+            Some(_) => Some(sim::BertScoreOptions {
+                encoder: sim::resolve_encoder(None)?,
+                layer: None,
+                idf: false,
+                baseline: None,
+            }),
+            None => None,
+        },
+        sts: match &a.baseline {
+            Some(_) => Some(sim::StsOptions {
+                encoder: sim::find_minilm()?,
+            }),
+            None => None,
+        },
         device,
         batch_tokens: 8192,
     };
