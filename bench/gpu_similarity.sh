@@ -19,9 +19,10 @@ step() { local t0=$(date +%s.%N); "$@" 2>&1 | tr '\r' '\n' | grep -v '^\s*$' | t
 step $Q import-gguf /tmp/smollm2.gguf --out /tmp/bf16
 TAIL=4 step $Q compress /tmp/bf16 w4a16 --group-size 64 --calibration alpaca-eval --samples 512 --seq-len 2048 --data-dir $D --device cuda --out /tmp/w4a16
 for m in bf16 w4a16; do
-  step $Q eval /tmp/$m --suite similarity --data-dir $D --device cuda --out $R/$m-similarity
+  step $Q eval /tmp/$m --suite similarity --data-dir $D --device cuda --batch-size ${SIM_BATCH:-512} --out $R/$m-similarity
+  tar -czf $OUT/runs-similarity.tar.gz -C $R .
 done
-tar -czf $OUT/runs-similarity.tar.gz -C $R .
+[ "${SIM_ONLY:-0}" = 1 ] && exit 0
 for m in bf16 w4a16; do
   for s in humaneval humanevalplus; do
     step $Q eval /tmp/$m --suite $s --data-dir $D --device cuda --out $R/$m-$s
