@@ -78,6 +78,37 @@ pub struct RunResults {
 pub const LM_EVAL_RESULTS_FILE: &str = "results_lm_eval.json";
 
 impl RunResults {
+    /// A record of the current quantlab version whose `run_id` is the name of `out_dir` (empty
+    /// when it has none) and with no resumed documents. The one constructor of run records, so a
+    /// field added later is filled in one place.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        out_dir: &std::path::Path,
+        model: ModelInfo,
+        suite: String,
+        backend: serde_json::Value,
+        limit: Option<usize>,
+        started_at: String,
+        wall_time_s: f64,
+        tasks: BTreeMap<String, TaskResult>,
+    ) -> RunResults {
+        RunResults {
+            quantlab_version: env!("CARGO_PKG_VERSION").to_string(),
+            run_id: out_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            model,
+            suite,
+            backend,
+            limit,
+            started_at,
+            wall_time_s,
+            tasks,
+            resumed_docs: BTreeMap::new(),
+        }
+    }
+
     /// The record in lm-evaluation-harness's output layout (`lm_eval/evaluator.py`,
     /// `simple_evaluate` + `EvaluationTracker`), so dashboards reading lm-eval's `results_*.json`
     /// read ours: `results.<task>` holds `"<metric>,<filter>"` and `"<metric>_stderr,<filter>"`

@@ -654,22 +654,17 @@ pub fn run_tasks(
         }
         results.insert(spec.task.clone(), r);
     }
-    let run = RunResults {
-        quantlab_version: env!("CARGO_PKG_VERSION").to_string(),
-        run_id: opts
-            .out_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        model: opts.model.clone(),
-        suite: opts.suite.clone(),
-        backend: backend.describe(),
-        limit: opts.limit,
+    let mut run = RunResults::new(
+        &opts.out_dir,
+        opts.model.clone(),
+        opts.suite.clone(),
+        backend.describe(),
+        opts.limit,
         started_at,
-        wall_time_s: started.elapsed().as_secs_f64(),
-        tasks: results,
-        resumed_docs,
-    };
+        started.elapsed().as_secs_f64(),
+        results,
+    );
+    run.resumed_docs = resumed_docs;
     let n_shot: BTreeMap<String, usize> = tasks
         .iter()
         .map(|t| (t.task.clone(), t.num_fewshot))

@@ -849,22 +849,16 @@ pub fn write_run(
             metrics: pass_metrics(suite, verdicts),
         },
     );
-    let run = RunResults {
-        quantlab_version: env!("CARGO_PKG_VERSION").to_string(),
-        run_id: opts
-            .out_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        model: opts.model.clone(),
-        suite: suite.name().to_string(),
+    let run = RunResults::new(
+        &opts.out_dir,
+        opts.model.clone(),
+        suite.name().to_string(),
         backend,
-        limit: opts.limit,
+        opts.limit,
         started_at,
         wall_time_s,
         tasks,
-        resumed_docs: Default::default(),
-    };
+    );
     write_atomic(
         &opts.out_dir.join("results.json"),
         &serde_json::to_vec_pretty(&run)?,

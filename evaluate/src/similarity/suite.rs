@@ -628,22 +628,17 @@ pub fn run_similarity_eval(
     if resumed > 0 {
         resumed_docs.insert(SUITE.to_string(), resumed);
     }
-    let run = RunResults {
-        quantlab_version: env!("CARGO_PKG_VERSION").to_string(),
-        run_id: req
-            .out_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        model: req.model,
-        suite: SUITE.to_string(),
+    let mut run = RunResults::new(
+        &req.out_dir,
+        req.model,
+        SUITE.to_string(),
         backend,
-        limit: req.limit,
+        req.limit,
         started_at,
-        wall_time_s: started.elapsed().as_secs_f64(),
+        started.elapsed().as_secs_f64(),
         tasks,
-        resumed_docs,
-    };
+    );
+    run.resumed_docs = resumed_docs;
     write_atomic(
         &req.out_dir.join("results.json"),
         &serde_json::to_vec_pretty(&run)?,
