@@ -294,6 +294,32 @@ fn suites_side_by_side_and_empty_or_mistyped_gates() {
     assert!((rec("arc_easy") - 98.0).abs() < 1e-9);
     assert_eq!(stored["baseline_run"], "bf16-code, bf16-smoke");
 
+    // The report of the same runs: one table per suite, each against its own BF16 run.
+    let rep = root.join("report");
+    let runs: Vec<String> = ["bf16-smoke", "w4-smoke", "bf16-code", "w4-code"]
+        .iter()
+        .map(|r| s(&n.join(r)))
+        .collect();
+    let mut args = vec!["report"];
+    args.extend(runs.iter().map(String::as_str));
+    let out_s = s(&rep);
+    args.extend(["--out", out_s.as_str()]);
+    let (code, out, err) = quantlab(&args);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("# Suite `humaneval`") && out.contains("# Suite `smoke`"),
+        "{out}"
+    );
+    assert!(out.contains("(run `bf16-code`"), "{out}");
+    for f in [
+        "report-humaneval.csv",
+        "report-smoke.csv",
+        "report-smoke.html",
+        "report.json",
+    ] {
+        assert!(rep.join(f).is_file(), "{f}");
+    }
+
     // Tonight humaneval drops 2 points of recovery: the code suite's entries fail, smoke's pass.
     let t = root.join("tonight");
     write_run(

@@ -167,7 +167,8 @@ pub fn write_report_with(
     opts: &ReportOptions,
 ) -> Result<String> {
     // Similarity runs (`eval --suite similarity`) have no recovery: they get their own section.
-    let mut table_runs = Vec::new();
+    // The other runs are grouped by suite, each group against its own baseline run.
+    let mut groups: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     let (mut sim_records, mut sim_dirs) = (Vec::new(), Vec::new());
     for p in runs {
         let r = load_run(p)?;
@@ -180,11 +181,11 @@ pub fn write_report_with(
                     .unwrap_or_default(),
             );
         } else {
-            table_runs.push(p.clone());
+            groups.entry(r.suite.clone()).or_default().push(p.clone());
         }
     }
     let sim_rows = crate::similarity::rows(&sim_records, &sim_dirs)?;
-    if table_runs.is_empty() && sim_rows.is_empty() {
+    if groups.is_empty() && sim_rows.is_empty() {
         bail!(
             "nothing to report: the similarity runs given ({}) only stored their answers; score a \
              model against them with `quantlab eval MODEL --suite similarity --baseline RUN`",
@@ -195,19 +196,30 @@ pub fn write_report_with(
                 .join(", ")
         );
     }
-    let table = if table_runs.is_empty() {
-        None
-    } else {
-        Some(build_report(&table_runs, baseline, opts)?)
-    };
-    let mut markdown = match &table {
-        Some(t) => format!(
+    let mut tables = Vec::new();
+    for (suite, paths) in &groups {
+        let t = if groups.len() > 1 {
+            build_report(paths, baseline, opts).with_context(|| format!("suite `{suite}`"))?
+        } else {
+            build_report(paths, baseline, opts)?
+        };
+        tables.push((suite.clone(), t));
+    }
+    let several = tables.len() > 1;
+    let mut markdown = String::new();
+    for (suite, t) in &tables {
+        if several {
+            markdown += &format!("# Suite `{suite}`\n\n");
+        }
+        markdown += &format!(
             "{}\n## Statistics\n\n{}",
             t.to_markdown(),
             t.to_markdown_stats()
-        ),
-        None => String::new(),
-    };
+        );
+        if several {
+            markdown.push('\n');
+        }
+    }
     if !sim_rows.is_empty() {
         if !markdown.is_empty() {
             markdown.push('\n');
@@ -234,33 +246,49 @@ pub fn write_report_with(
                 Ok(())
             })?;
         }
-        if let Some(table) = &table {
-            table.write_csv(&dir.join("report.csv"))?;
-            write_stats_csv(table, &dir.join("report_stats.csv"))?;
-            let mut json = table.to_json();
-            if !sim_rows.is_empty() {
-                json["similarity"] = serde_json::to_value(&sim_rows)?;
+        // One suite: report.csv, report.html, ...; several: report-<suite>.csv, ...
+        let name = |suite: &str, base: &str, ext: &str| {
+            if several {
+                format!("{base}-{suite}.{ext}")
+            } else {
+                format!("{base}.{ext}")
             }
+        };
+        let mut json = serde_json::Map::new();
+        for (suite, table) in &tables {
+            table.write_csv(&dir.join(name(suite, "report", "csv")))?;
+            write_stats_csv(table, &dir.join(name(suite, "report_stats", "csv")))?;
+            json.insert(suite.clone(), table.to_json());
             text(
-                "report.json",
-                &(serde_json::to_string_pretty(&json)? + "\n"),
+                &name(suite, "report", "html"),
+                &crate::render::to_html(table)?,
             )?;
-            text("report.html", &crate::render::to_html(table)?)?;
             match crate::render::recovery_svg(table) {
                 Ok(svg) => {
-                    text("recovery.svg", &svg)?;
-                    text("scores.svg", &crate::render::scores_svg(table)?)?;
-                    crate::render::write_recovery_png(table, &dir.join("recovery.png"))?;
+                    text(&name(suite, "recovery", "svg"), &svg)?;
+                    text(
+                        &name(suite, "scores", "svg"),
+                        &crate::render::scores_svg(table)?,
+                    )?;
+                    crate::render::write_recovery_png(
+                        table,
+                        &dir.join(name(suite, "recovery", "png")),
+                    )?;
                 }
                 Err(e) => eprintln!("warning: charts skipped: {e:#}"),
             }
-        } else {
-            let json = serde_json::json!({ "similarity": sim_rows });
-            text(
-                "report.json",
-                &(serde_json::to_string_pretty(&json)? + "\n"),
-            )?;
         }
+        let mut json = match (several, tables.first()) {
+            (false, Some((_, t))) => t.to_json(),
+            _ => serde_json::Value::Object(json),
+        };
+        if !sim_rows.is_empty() {
+            json["similarity"] = serde_json::to_value(&sim_rows)?;
+        }
+        text(
+            "report.json",
+            &(serde_json::to_string_pretty(&json)? + "\n"),
+        )?;
     }
     Ok(markdown)
 }
