@@ -76,12 +76,42 @@ def inputs_of(problem, name):
     return v if isinstance(v, list) else []
 
 
-def prepare(inputs, tuple_args):
-    # MBPP+ stores tuple arguments as JSON lists; for the task ids listed in the Rust side's
-    # MBPP_TUPLE_TASKS every list argument becomes a tuple.
-    if tuple_args:
-        return [[tupled(a) for a in inp] for inp in inputs]
-    return inputs
+def prepare(inputs, form):
+    # MBPP+ keeps tuples, sets and complex numbers as JSON lists and strings; `form` (the Rust
+    # side's mbpp_input_form for the task) says how EvalPlus rebuilds them for this task.
+    if not form:
+        return inputs
+    out = []
+    for inp in inputs:
+        a = list(inp)
+        if form == "args_tuple":
+            a = [tuple(x) for x in a]
+        elif form == "inner_tuples":
+            a = [[tuple(y) for y in x] for x in a]
+        elif form == "first_inner_tuples":
+            a = [[tuple(y) for y in a[0]]] + a[1:]
+        elif form == "second_tuple":
+            a = [a[0], tuple(a[1])] + a[2:]
+        elif form == "first_item_sets":
+            a = [[set(y) if isinstance(y, list) and len(y) else {} for y in a[0]]] + a[1:]
+        elif form == "float_complex":
+            a = [float(a[0]), complex(a[1])]
+        elif form == "first_tuple":
+            a = [tuple(a[0])] + a[1:]
+        elif form == "inner_tuples_then_args_tuple":
+            a = [tuple(tuple(y) for y in x) for x in a]
+        elif form == "first_items_tuple":
+            a = [tuple(tuple(y) if isinstance(y, list) else y for y in a[0])] + a[1:]
+        elif form == "dict_values_tuple":
+            a = [{k: tuple(v) for k, v in a[0].items()}] + a[1:]
+        elif form == "complex":
+            a = [complex(a[0])] + a[1:]
+        elif form == "deep_tuple":
+            a = list(tupled(a))
+        else:
+            raise ValueError("unknown MBPP+ input form %r" % form)
+        out.append(a)
+    return out
 
 
 def _poly(xs, x):
@@ -182,7 +212,7 @@ if mode in ("record", "script-record"):
             expected, times = {}, {}
             for name in job["sets"]:
                 outs, ts = [], []
-                for inp in prepare(inputs_of(problem, name), p.get("tuple_args")):
+                for inp in prepare(inputs_of(problem, name), p.get("input_form")):
                     inp = copy.deepcopy(inp)
                     t0 = time.perf_counter()
                     out = fn(*inp)
@@ -230,7 +260,7 @@ for name in sets:
         res.update(status="fail", error=err(e))
         result[name] = res
         continue
-    inputs = prepare(inputs_of(problem, name), job.get("tuple_args"))
+    inputs = prepare(inputs_of(problem, name), job.get("input_form"))
     atol = atol0
     for i, inp in enumerate(inputs):
         try:

@@ -22,7 +22,7 @@
 //! two) with the program executed afresh for each set; the per-set process budget is
 //! `min(60 s, Σ limits) + 1 s` as EvalPlus's, summed over both sets; a per-input timeout is
 //! reported as `timeout` (EvalPlus reports it as a failure; neither counts as a pass). MBPP+ inputs
-//! stay JSON lists (EvalPlus turns some into tuples per task); see [`MBPP_TUPLE_TASKS`].
+//! are rebuilt per task as EvalPlus does (tuples, sets, complex numbers); see [`mbpp_input_form`].
 //!
 //! pass@k is the unbiased estimator of Chen et al. 2021 ("Evaluating Large Language Models Trained
 //! on Code", eq. 1; human-eval's `estimate_pass_at_k`): `1 - C(n-c, k) / C(n, k)` per problem,
@@ -54,11 +54,43 @@ pub const SCRIPT_MIN_TIME_LIMIT_S: f64 = 3.0;
 /// EvalPlus's cap on one input set's process time (`EVALPLUS_TIMEOUT_PER_TASK`, seconds).
 pub const SET_TIME_CAP_S: f64 = 60.0;
 
-/// MBPP+ tasks whose reference solutions need tuple arguments where the JSON has lists (all list
-/// arguments become tuples for these). Empty for now: EvalPlus's per-task conversions
-/// (`mbpp_deserialize_inputs`) are not reproduced yet, so references such as Mbpp/106's fail on
-/// the stored lists and `mbppplus` stops with an error naming the task.
-pub const MBPP_TUPLE_TASKS: &[&str] = &[];
+/// How MBPP+ inputs are rebuilt from their JSON form before a call, per task: EvalPlus stores
+/// tuples, sets and complex numbers as JSON lists and strings and converts them back per task
+/// (`evalplus/data/mbpp.py`, `mbpp_deserialize_inputs`, MBPP+ v0.2.0). The form names are ours;
+/// the driver (`driver.py`, `prepare`) applies them. `None`: the JSON values are used as they are.
+pub fn mbpp_input_form(task_id: &str) -> Option<&'static str> {
+    let n: u32 = task_id.strip_prefix("Mbpp/")?.parse().ok()?;
+    Some(match n {
+        // Every argument (a list) becomes a tuple.
+        2 | 116 | 132 | 143 | 222 | 261 | 273 | 394 | 399 | 421 | 424 | 429 | 470 | 560 | 579
+        | 596 | 616 | 630 | 726 | 740 | 744 | 809 => "args_tuple",
+        // Every argument is a list of lists; the inner lists become tuples.
+        63 | 64 | 70 | 94 | 120 | 237 | 272 | 299 | 400 | 409 | 417 | 438 | 473 | 614 | 780 => {
+            "inner_tuples"
+        }
+        // The first argument's inner lists become tuples; the second stays.
+        75 | 413 | 444 | 753 => "first_inner_tuples",
+        // The second argument becomes a tuple.
+        106 | 750 => "second_tuple",
+        // The first argument's items become sets (an empty item becomes `{}`, as EvalPlus does).
+        115 => "first_item_sets",
+        // (float, complex) from the stored strings.
+        124 => "float_complex",
+        // The first argument becomes a tuple.
+        250 | 307 | 405 | 446 | 617 | 720 | 763 | 808 => "first_tuple",
+        // Inner lists become tuples, then every argument becomes a tuple.
+        259 | 401 | 445 => "inner_tuples_then_args_tuple",
+        // The first argument's list items become tuples, then it becomes a tuple.
+        278 => "first_items_tuple",
+        // The first argument is a dict whose values become tuples.
+        722 => "dict_values_tuple",
+        // The first argument is a complex number stored as a string.
+        252 => "complex",
+        // Every list at any depth becomes a tuple.
+        580 | 615 | 791 => "deep_tuple",
+        _ => return None,
+    })
+}
 
 /// One of the four code suites.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -332,7 +364,7 @@ fn driver_job(
         "entry_point": p.entry_point,
         "dataset": suite.kind(),
         "sets": ["base_input", "plus_input"],
-        "tuple_args": MBPP_TUPLE_TASKS.contains(&p.task_id.as_str()),
+        "input_form": if suite == Suite::MbppPlus { mbpp_input_form(&p.task_id) } else { None },
     });
     if let (Some(o), serde_json::Value::Object(e)) = (job.as_object_mut(), extra) {
         o.extend(e);
@@ -390,7 +422,7 @@ pub fn ground_truth(sb: &Sandbox, suite: Suite, problems: &[Problem]) -> Result<
                     serde_json::json!({
                         "task_id": p.task_id,
                         "entry_point": if suite.is_plus() { p.entry_point.as_str() } else { "" },
-                        "tuple_args": MBPP_TUPLE_TASKS.contains(&p.task_id.as_str()),
+                        "input_form": if suite == Suite::MbppPlus { mbpp_input_form(&p.task_id) } else { None },
                     })
                 })
                 .collect();
