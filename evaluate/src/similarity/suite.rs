@@ -502,6 +502,33 @@ pub fn score_against(
     score_pairs(&pairs, opts)
 }
 
+/// Differences in the numbers' recipe between this run's backend and the baseline's (`dtype`,
+/// and the device kind: `cpu` or `cuda`): greedy answers of the same model already differ between
+/// float32 on a CPU and bfloat16 on a GPU, so such a comparison measures more than the
+/// quantization. One line per difference; empty when both agree or a side does not say.
+pub fn numerics_warnings(ours: &serde_json::Value, baseline: &serde_json::Value) -> Vec<String> {
+    let kind = |v: &serde_json::Value, k: &str| -> Option<String> {
+        let s = v.get(k)?.as_str()?;
+        Some(if k == "device" {
+            s.split(':').next().unwrap_or(s).to_string()
+        } else {
+            s.to_string()
+        })
+    };
+    ["dtype", "device"]
+        .iter()
+        .filter_map(|k| {
+            let (a, b) = (kind(ours, k)?, kind(baseline, k)?);
+            (a != b).then(|| {
+                format!(
+                    "the baseline's answers were generated with {k} {b}, this run's with {k} {a}; \
+                     the similarity also measures that difference"
+                )
+            })
+        })
+        .collect()
+}
+
 /// What `quantlab eval --suite similarity` does.
 pub struct SimilarityEval<'a> {
     /// Prompt source.
@@ -594,8 +621,18 @@ pub fn run_similarity_eval(
         .with_context(|| format!("creating {}", req.out_dir.display()))?;
     write_atomic(&req.out_dir.join(GENERATIONS_FILE), &jsonl(&answers)?)?;
     let mut backend = req.backend_info.clone();
+    let warnings: Vec<String> = baseline
+        .as_ref()
+        .map(|b| numerics_warnings(&backend, &b.run.backend))
+        .unwrap_or_default();
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
     if let Some(o) = backend.as_object_mut() {
         o.insert("generation".into(), serde_json::to_value(&settings)?);
+        if !warnings.is_empty() {
+            o.insert("warnings".into(), serde_json::json!(warnings));
+        }
         if let Some(b) = &baseline {
             o.insert(
                 "similarity_baseline".into(),
@@ -654,6 +691,21 @@ pub fn run_similarity_eval(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numerics_differences_are_named() {
+        let gpu = serde_json::json!({"device": "cuda:0", "dtype": "bfloat16"});
+        let gpu1 = serde_json::json!({"device": "cuda:1", "dtype": "bfloat16"});
+        let cpu = serde_json::json!({"device": "cpu", "dtype": "float32"});
+        assert!(numerics_warnings(&gpu, &gpu1).is_empty());
+        let w = numerics_warnings(&cpu, &gpu);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("dtype bfloat16, this run's with dtype float32"),
+            "{w:?}"
+        );
+        assert!(numerics_warnings(&cpu, &serde_json::json!({"backend": "samples"})).is_empty());
+    }
 
     #[test]
     fn prompt_sources_parse() {
