@@ -62,6 +62,7 @@ pub const BUILTIN_SPECS: &[(&str, &str)] = &[
         include_str!("../specs/mmlu_cot_llama.yaml"),
     ),
     ("mmlu_llama.yaml", include_str!("../specs/mmlu_llama.yaml")),
+    ("mmlu_pro.yaml", include_str!("../specs/mmlu_pro.yaml")),
     (
         "truthfulqa_mc2.yaml",
         include_str!("../specs/truthfulqa_mc2.yaml"),

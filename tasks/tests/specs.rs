@@ -54,6 +54,7 @@ fn every_shipped_spec_parses_and_matches_its_file() {
             "mmlu",
             "mmlu_cot_llama",
             "mmlu_llama",
+            "mmlu_pro",
             "truthfulqa_mc2",
             "winogrande",
             "winogrande_5shot"

@@ -1,0 +1,98 @@
+//! Leaderboard-v2 tasks: the prompts, choices and targets lm-eval's `leaderboard_*` tasks build,
+//! checked on the real data in `../shared/data`.
+
+mod common;
+
+use quantlab_tasks::{load_jsonl, resolve_task, Target, Task};
+use serde_json::Value;
+
+/// lm-eval `leaderboard/mmlu_pro/utils.py::doc_to_text`, written out independently of our
+/// template: question, `"{letter}. {option}\n"` per option, `"Answer:"`.
+fn mmlu_pro_text(doc: &Value) -> String {
+    let mut s = format!("{}\n", doc["question"].as_str().unwrap());
+    for (i, o) in doc["options"].as_array().unwrap().iter().enumerate() {
+        s.push_str(&format!(
+            "{}. {}\n",
+            char::from(b'A' + i as u8),
+            o.as_str().unwrap()
+        ));
+    }
+    s.push_str("Answer:");
+    s
+}
+
+#[test]
+fn mmlu_pro_prompts_choices_and_fewshot() {
+    let data = common::data_dir();
+    let spec = resolve_task("mmlu_pro").unwrap();
+    assert_eq!(spec.num_fewshot, 5);
+    let task = Task::new(spec).unwrap();
+    let raw = load_jsonl(&data.join("mmlu_pro/test.jsonl.gz"), Some(8)).unwrap();
+    let docs = task.load_prepared(&data, Some(8)).unwrap();
+    assert_eq!(docs.len(), 8);
+
+    // doc 0 (question_id 70): 9 options, gold "I" = index 8
+    let d0 = &docs[0];
+    assert!(d0
+        .text
+        .starts_with("Typical advertising regulatory bodies suggest, for example that adverts"));
+    assert!(d0
+        .text
+        .ends_with("\nI. Unsafe practices, Distress, Fear, Serious\nAnswer:"));
+    assert_eq!(d0.choices, ["A", "B", "C", "D", "E", "F", "G", "H", "I"]);
+    assert_eq!(d0.target, Target::Index(8));
+    // empty target delimiter: the continuation is the bare letter
+    assert_eq!(task.continuations(d0)[8], "I");
+
+    for (d, r) in docs.iter().zip(&raw) {
+        assert_eq!(d.text, mmlu_pro_text(r), "doc {}", d.doc_id);
+        let n = r["options"].as_array().unwrap().len();
+        assert_eq!(d.choices.len(), n);
+        assert_eq!(
+            d.target,
+            Target::Index(r["answer_index"].as_u64().unwrap() as usize)
+        );
+        // few-shot: first six test questions with the evaluated one dropped, first five kept
+        let pool: Vec<usize> = d.fewshot.iter().map(|e| e.pool_index).collect();
+        let want: Vec<usize> = (0..6).filter(|&i| i != d.doc_id).take(5).collect();
+        assert_eq!(pool, want, "doc {}", d.doc_id);
+        // the whole context: examples as "text" + "" + gold letter + "\n\n", then the question
+        let mut ctx = String::new();
+        for &k in &want {
+            ctx.push_str(&mmlu_pro_text(&raw[k]));
+            ctx.push_str(raw[k]["answer"].as_str().unwrap());
+            ctx.push_str("\n\n");
+        }
+        ctx.push_str(&mmlu_pro_text(r));
+        assert_eq!(task.plain_context(d), ctx, "doc {}", d.doc_id);
+        let reqs = task.requests(d, &ctx);
+        assert_eq!(reqs.len(), n);
+        assert_eq!(reqs[1], (ctx.clone(), "B".to_string()));
+    }
+
+    // acc: argmax of the raw log-likelihoods (not length-normalised)
+    let mut lls = vec![-5.0; 9];
+    lls[8] = -1.0;
+    assert_eq!(task.score_choices(d0, &lls).unwrap()["acc"], 1.0);
+    lls[0] = -0.5;
+    assert_eq!(task.score_choices(d0, &lls).unwrap()["acc"], 0.0);
+}
+
+#[test]
+fn mmlu_pro_whole_file_has_up_to_ten_letters() {
+    let data = common::data_dir();
+    let task = Task::new(resolve_task("mmlu_pro").unwrap()).unwrap();
+    let docs = task.load_docs(&data, None).unwrap();
+    assert_eq!(docs.len(), 12032);
+    let mut ten = 0;
+    for (i, d) in docs.into_iter().enumerate().step_by(97) {
+        let p = task.prepare(i, d).unwrap();
+        assert!(p.choices.len() <= 10 && p.choices.len() >= 3);
+        if p.choices.len() == 10 {
+            assert_eq!(p.choices[9], "J");
+            assert!(p.text.contains("\nJ. "));
+            ten += 1;
+        }
+    }
+    assert!(ten > 50, "{ten} ten-option questions among the sampled 125");
+}
