@@ -46,6 +46,10 @@ pub const BUILTIN_SPECS: &[(&str, &str)] = &[
         include_str!("../specs/arc_challenge_llama.yaml"),
     ),
     ("arc_easy.yaml", include_str!("../specs/arc_easy.yaml")),
+    (
+        "gpqa_diamond.yaml",
+        include_str!("../specs/gpqa_diamond.yaml"),
+    ),
     ("gsm8k.yaml", include_str!("../specs/gsm8k.yaml")),
     (
         "gsm8k_cot_llama.yaml",

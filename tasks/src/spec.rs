@@ -49,6 +49,11 @@ pub enum Preprocess {
     /// `partial_contexts` (the sentence up to the blank with each option) and `continuation` (the
     /// sentence after the blank, stripped).
     Winogrande,
+    /// lm-eval `tasks/leaderboard/gpqa/utils.py::process_docs`: the four answers cleaned and
+    /// shuffled with Python's global `random` (seeded 0, as lm-eval's `simple_evaluate` seeds it;
+    /// one `random.shuffle` per document in file order); adds `choice1`..`choice4` and `answer`
+    /// (`"(A)"`..`"(D)"`, the correct answer's place).
+    Gpqa,
 }
 
 /// `doc_to_choice`: an expression (a field name such as `choices`, a dotted path, or

@@ -294,15 +294,8 @@ impl Task {
     fn preprocess_all(&self, raw: Vec<Value>, what: &str) -> Result<Vec<Value>> {
         match self.spec.preprocess {
             None => Ok(raw),
-            Some(kind) => raw
-                .iter()
-                .enumerate()
-                .map(|(i, d)| {
-                    crate::preprocess::apply(kind, d).with_context(|| {
-                        format!("task `{}`: preprocess of {what} {i}", self.spec.task)
-                    })
-                })
-                .collect(),
+            Some(kind) => crate::preprocess::apply_all(kind, &raw)
+                .with_context(|| format!("task `{}`: preprocess of the {what}s", self.spec.task)),
         }
     }
 

@@ -96,3 +96,73 @@ fn mmlu_pro_whole_file_has_up_to_ten_letters() {
     }
     assert!(ten > 50, "{ten} ten-option questions among the sampled 125");
 }
+
+/// The gold letter of each of the 198 GPQA diamond questions after lm-eval's shuffle, made by
+/// CPython 3 (`random.seed(0)`, then per row of `csv.DictReader` in file order
+/// `random.shuffle([pre(I1), pre(I2), pre(I3), pre(C)])` with `pre` = lm-eval's
+/// `leaderboard/gpqa/utils.py::preprocess`, and `chr(65 + choices.index(pre(C)))`).
+const GPQA_GOLD_CPYTHON: &str = "DCDCCACADBBDBAAACBCDCCADBBDAACBBAAABADABCBBCBBDBAAABDCABCABDBADCBDCBCBBDACBDCBBBABBCCBDABBBCADDCCBCCBBAABABAADBDABCABADDCDCDABACDABDBAABCDDCBABCBACDBCABDACCDBADCABACCCACBDDCBBBDCCADAACAABABAADCABBAA";
+
+#[test]
+fn gpqa_diamond_shuffle_matches_cpython_random() {
+    let data = common::data_dir();
+    let task = Task::new(resolve_task("gpqa_diamond").unwrap()).unwrap();
+    let docs = task.load_prepared(&data, None).unwrap();
+    assert_eq!(docs.len(), 198);
+    let golds: String = docs
+        .iter()
+        .map(|d| match d.target {
+            Target::Index(i) => char::from(b'A' + i as u8),
+            _ => panic!("not multiple choice"),
+        })
+        .collect();
+    assert_eq!(golds, GPQA_GOLD_CPYTHON);
+    // doc 0, choices in CPython's shuffled order
+    let d0 = &docs[0];
+    assert!(d0.text.starts_with(
+        "What is the correct answer to this question:Two quantum states with energies E1 and E2"
+    ));
+    assert!(
+        d0.text.ends_with(
+            "\nChoices:\n(A) 10^-9 eV\n(B) 10^-11 eV\n(C) 10^-8 eV\n(D) 10^-4 eV\nAnswer: "
+        ),
+        "{:?}",
+        d0.text
+    );
+    assert_eq!(task.continuations(d0), [" (A)", " (B)", " (C)", " (D)"]);
+    // a limited run sees the same shuffles as the full file (one stream in file order)
+    let first = task.load_prepared(&data, Some(5)).unwrap();
+    for (a, b) in first.iter().zip(&docs) {
+        assert_eq!(a.text, b.text);
+        assert_eq!(a.target, b.target);
+    }
+    // acc_norm divides by the characters of " (X)": equal lengths, so it is the plain argmax
+    let s = task
+        .score_choices(&docs[1], &[-3.0, -2.0, -1.0, -4.0])
+        .unwrap();
+    assert_eq!(s["acc_norm"], 1.0, "doc 1 gold is C");
+}
+
+#[test]
+fn csv_errors_name_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("ql-csv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("bad.csv");
+    std::fs::write(&p, "a,b\n1,\"x\ny\",3\n").unwrap();
+    let err = format!("{:#}", load_jsonl(&p, None).unwrap_err());
+    assert!(
+        err.contains("bad.csv:2") && err.contains("3 fields"),
+        "{err}"
+    );
+    std::fs::write(&p, "a,b\n1,\"x\n").unwrap();
+    let err = format!("{:#}", load_jsonl(&p, None).unwrap_err());
+    assert!(
+        err.contains("bad.csv:2") && err.contains("unterminated"),
+        "{err}"
+    );
+    std::fs::write(&p, "a,b\r\n\"q,\"\"r\"\"\",\r\n").unwrap();
+    let rows = load_jsonl(&p, None).unwrap();
+    assert_eq!(rows[0]["a"], "q,\"r\"");
+    assert!(rows[0]["b"].is_null());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

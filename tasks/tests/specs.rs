@@ -47,6 +47,7 @@ fn every_shipped_spec_parses_and_matches_its_file() {
             "arc_challenge",
             "arc_challenge_llama",
             "arc_easy",
+            "gpqa_diamond",
             "gsm8k",
             "gsm8k_cot_llama",
             "hellaswag",
