@@ -402,7 +402,7 @@ fn run_rolling(
         .iter()
         .map(|d| match &d.target {
             Target::Text(t) => t.clone(),
-            Target::Index(_) => String::new(),
+            Target::Index(_) | Target::Unmatched { .. } => String::new(),
         })
         .collect();
     let lls = call_backend(name, "loglikelihood_rolling", texts.len(), |p| {

@@ -273,6 +273,12 @@ pub struct TaskSpec {
     /// context, `doc_to_target` the continuation scored after each.
     #[serde(default)]
     pub multiple_input: bool,
+    /// lm-eval's `gold_index_error` rule (`api/task.py::process_results`): a multiple-choice
+    /// target text that is neither an index nor one of the choices (three BIG-Bench-Hard
+    /// documents) keeps the document, which then scores 0 on `acc` and `acc_norm`. Without it
+    /// (the default) such a document is an error naming the task and document.
+    #[serde(default)]
+    pub allow_unmatched_gold: bool,
     /// Keep only the documents for which this minijinja expression is true, evaluated on the raw
     /// document before `limit` (lm-eval `process_docs` filters, e.g. ARC's 4-choice questions:
     /// `choices.label | length == 4`). Few-shot pools are not filtered.

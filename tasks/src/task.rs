@@ -30,6 +30,13 @@ pub enum Target {
     Index(usize),
     /// Reference text (generation).
     Text(String),
+    /// A multiple-choice target text that is none of the choices (only with
+    /// `allow_unmatched_gold`): every prediction is wrong, as lm-eval's gold index -100.
+    /// Serialized as `{"unmatched": text}`.
+    Unmatched {
+        /// The target text.
+        unmatched: String,
+    },
 }
 
 /// One document made ready for requests.
@@ -356,7 +363,7 @@ impl Task {
         let answer = match (&ex.continuation, &ex.target) {
             (Some(c), _) => c.clone(),
             (None, Target::Index(i)) => ex.choices[*i].clone(),
-            (None, Target::Text(t)) => t.clone(),
+            (None, Target::Text(t)) | (None, Target::Unmatched { unmatched: t }) => t.clone(),
         };
         match &self.spec.gen_prefix {
             Some(p) if !p.is_empty() => format!("{p} {answer}"),
@@ -602,6 +609,9 @@ impl Task {
                 };
                 match idx {
                     Some(i) if i < choices.len() => Target::Index(i),
+                    None if self.spec.allow_unmatched_gold => Target::Unmatched {
+                        unmatched: value_to_string(&tv),
+                    },
                     _ => bail!(
                         "task `{task}` doc {doc_id}: target {tv} is not a valid choice index \
                          (there are {} choices)",
@@ -638,8 +648,13 @@ impl Task {
     /// Score one multiple-choice document from its per-choice log-likelihoods: `acc` and/or
     /// `acc_norm` as the spec lists them.
     pub fn score_choices(&self, doc: &PreparedDoc, lls: &[f64]) -> Result<BTreeMap<String, f64>> {
-        let Target::Index(gold) = doc.target else {
-            bail!("task `{}`: not a multiple-choice document", self.spec.task);
+        let gold = match doc.target {
+            Target::Index(gold) => gold,
+            // lm-eval's gold index -100: no prediction equals it
+            Target::Unmatched { .. } => usize::MAX,
+            Target::Text(_) => {
+                bail!("task `{}`: not a multiple-choice document", self.spec.task)
+            }
         };
         if lls.len() != doc.choices.len() {
             bail!(

@@ -166,3 +166,125 @@ fn csv_errors_name_file_and_line() {
     assert!(rows[0]["b"].is_null());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The 24 BIG-Bench-Hard sub-tasks of lm-eval's `leaderboard_bbh` (all but dyck_languages,
+/// multistep_arithmetic_two and word_sorting, which have no multiple-choice form).
+const BBH: [&str; 24] = [
+    "boolean_expressions",
+    "causal_judgement",
+    "date_understanding",
+    "disambiguation_qa",
+    "formal_fallacies",
+    "geometric_shapes",
+    "hyperbaton",
+    "logical_deduction_five_objects",
+    "logical_deduction_seven_objects",
+    "logical_deduction_three_objects",
+    "movie_recommendation",
+    "navigate",
+    "object_counting",
+    "penguins_in_a_table",
+    "reasoning_about_colored_objects",
+    "ruin_names",
+    "salient_translation_error_detection",
+    "snarks",
+    "sports_understanding",
+    "temporal_sequences",
+    "tracking_shuffled_objects_five_objects",
+    "tracking_shuffled_objects_seven_objects",
+    "tracking_shuffled_objects_three_objects",
+    "web_of_lies",
+];
+
+/// The description and the three (question, final answer) pairs of a cot-prompts file:
+/// after the `-----` line, the description up to the first blank line before `Q: `, then blocks
+/// `Q: <input>\nA: <reasoning> So the answer is <answer>.`
+fn cot_prompt(text: &str) -> (String, Vec<(String, String)>) {
+    let body = text.split_once("-----\n").unwrap().1;
+    let (desc, rest) = body.split_once("\n\nQ: ").unwrap();
+    let mut out = Vec::new();
+    for block in rest.trim().split("\n\nQ: ") {
+        let (q, a) = block.split_once("\nA: ").unwrap();
+        let tail = a.trim_end();
+        let at = tail.rfind("So the answer is ").unwrap();
+        let ans = tail[at + "So the answer is ".len()..].trim_end_matches('.');
+        out.push((q.to_string(), ans.to_string()));
+    }
+    (format!("{}\n", desc.trim()), out)
+}
+
+#[test]
+fn bbh_specs_follow_cot_prompts_and_build_lm_eval_prompts() {
+    let data = common::data_dir();
+    let mut unmatched = 0;
+    let mut total = 0;
+    for sub in BBH {
+        let name = format!("bbh_{sub}");
+        let spec = resolve_task(&name).unwrap();
+        assert_eq!(spec.num_fewshot, 3, "{name}");
+        assert_eq!(spec.target_delimiter, "", "{name}");
+        assert_eq!(spec.primary_metric, "acc_norm", "{name}");
+        let text =
+            std::fs::read_to_string(data.join(format!("bbh/cot-prompts/{sub}.txt"))).unwrap();
+        let (desc, shots) = cot_prompt(&text);
+        assert_eq!(shots.len(), 3, "{name}");
+        let samples = spec.fewshot_config.samples.clone().unwrap();
+        let got: Vec<(String, String)> = samples
+            .iter()
+            .map(|s| {
+                (
+                    s["input"].as_str().unwrap().to_string(),
+                    s["target"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got, shots,
+            "{name}: few-shot examples = cot-prompts answers"
+        );
+        let task = Task::new(spec).unwrap();
+        let docs = task.load_prepared(&data, None).unwrap();
+        let raw = load_jsonl(&data.join(format!("bbh/{sub}.jsonl.gz")), None).unwrap();
+        assert_eq!(docs.len(), raw.len(), "{name}");
+        total += docs.len();
+        // the whole prompt: description, "Q: x\nA:" + answer + "\n\n" per example, the question
+        let mut prefix = desc.clone();
+        for (q, a) in &shots {
+            prefix.push_str(&format!("Q: {q}\nA:{a}\n\n"));
+        }
+        for (d, r) in docs.iter().zip(&raw) {
+            let want = format!("{prefix}Q: {}\nA:", r["input"].as_str().unwrap());
+            assert_eq!(task.plain_context(d), want, "{name} doc {}", d.doc_id);
+            let gold = r["target"].as_str().unwrap();
+            match &d.target {
+                Target::Index(i) => assert_eq!(d.choices[*i], gold, "{name} doc {}", d.doc_id),
+                Target::Unmatched { unmatched: t } => {
+                    assert_eq!(t, gold);
+                    assert!(!d.choices.iter().any(|c| c == gold));
+                    unmatched += 1;
+                    let s = task.score_choices(d, &vec![0.0; d.choices.len()]).unwrap();
+                    assert_eq!(s["acc_norm"], 0.0);
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+            // continuations are the bare choices (empty target delimiter)
+            assert_eq!(task.continuations(d), d.choices, "{name}");
+        }
+    }
+    // ruin_names 2 + movie_recommendation 1, as the data has them
+    assert_eq!(unmatched, 3);
+    assert_eq!(total, 5761);
+}
+
+#[test]
+fn bbh_acc_norm_divides_by_choice_characters() {
+    let data = common::data_dir();
+    let task = Task::new(resolve_task("bbh_sports_understanding").unwrap()).unwrap();
+    let docs = task.load_prepared(&data, Some(1)).unwrap();
+    let d = &docs[0];
+    assert_eq!(d.choices, ["yes", "no"]);
+    // "yes": -3.3/3 = -1.1 ; "no": -2.4/2 = -1.2 -> acc_norm picks "yes", acc would pick "no"
+    let s = task.score_choices(d, &[-3.3, -2.4]).unwrap();
+    let gold_yes = d.target == Target::Index(0);
+    assert_eq!(s["acc_norm"], if gold_yes { 1.0 } else { 0.0 });
+}
