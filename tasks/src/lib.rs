@@ -161,6 +161,18 @@ pub const BUILTIN_SPECS: &[(&str, &str)] = &[
     ("mmlu_llama.yaml", include_str!("../specs/mmlu_llama.yaml")),
     ("mmlu_pro.yaml", include_str!("../specs/mmlu_pro.yaml")),
     (
+        "musr_murder_mysteries.yaml",
+        include_str!("../specs/musr_murder_mysteries.yaml"),
+    ),
+    (
+        "musr_object_placements.yaml",
+        include_str!("../specs/musr_object_placements.yaml"),
+    ),
+    (
+        "musr_team_allocation.yaml",
+        include_str!("../specs/musr_team_allocation.yaml"),
+    ),
+    (
         "truthfulqa_mc2.yaml",
         include_str!("../specs/truthfulqa_mc2.yaml"),
     ),

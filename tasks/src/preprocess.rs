@@ -19,12 +19,23 @@ pub fn apply(kind: Preprocess, doc: &Value) -> Result<Value> {
         Preprocess::Gpqa => Err(anyhow!(
             "the gpqa transform shuffles with one random stream over the whole file; use apply_all"
         )),
+        Preprocess::Musr => Err(anyhow!(
+            "the musr transform makes one document per question; use apply_all"
+        )),
     }
 }
 
 /// Apply a named transform to a file's documents in order (lm-eval `process_docs` over the whole
 /// split). An error names the document's position (0-based).
+/// [`Preprocess::Musr`] may give more documents than it is given (one per question).
 pub fn apply_all(kind: Preprocess, docs: &[Value]) -> Result<Vec<Value>> {
+    if kind == Preprocess::Musr {
+        let mut out = Vec::new();
+        for (i, d) in docs.iter().enumerate() {
+            out.extend(musr(d).with_context(|| format!("document {i}"))?);
+        }
+        return Ok(out);
+    }
     let mut rng = PyRandom::new(GPQA_SEED);
     docs.iter()
         .enumerate()
@@ -50,6 +61,57 @@ pub fn gpqa_clean(text: Option<&str>) -> String {
         None => " ".to_string(),
         Some(t) => py_strip(t).replace(" [title]", ". ").replace("  ", " "),
     }
+}
+
+/// MuSR (GitHub `Zayne-sprague/MuSR` schema: `context`, `questions: [{question, choices,
+/// answer}]`) to one row per question in the Hugging Face `TAUR-Lab/MuSR` form that lm-eval's
+/// `tasks/leaderboard/musr/utils.py` reads: `narrative` = `context`, `question`, `choices` (list of
+/// strings), `answer_index` = `answer`, `answer_choice` = `choices[answer]`. Errors name the
+/// question and field.
+pub fn musr(doc: &Value) -> Result<Vec<Value>> {
+    let context = str_field(doc, "context")?;
+    let questions = doc
+        .get("questions")
+        .and_then(Value::as_array)
+        .ok_or_else(|| anyhow!("field `questions` is missing or not a list"))?;
+    if questions.is_empty() {
+        return Err(anyhow!("field `questions` is empty"));
+    }
+    questions
+        .iter()
+        .enumerate()
+        .map(|(k, q)| {
+            let question = str_field(q, "question").with_context(|| format!("questions[{k}]"))?;
+            let choices: Vec<&str> = q
+                .get("choices")
+                .and_then(Value::as_array)
+                .ok_or_else(|| anyhow!("questions[{k}]: field `choices` is missing or not a list"))?
+                .iter()
+                .map(|c| {
+                    c.as_str()
+                        .ok_or_else(|| anyhow!("questions[{k}]: `choices` holds a non-string"))
+                })
+                .collect::<Result<_>>()?;
+            let answer = q
+                .get("answer")
+                .and_then(Value::as_u64)
+                .map(|a| a as usize)
+                .filter(|&a| a < choices.len())
+                .ok_or_else(|| {
+                    anyhow!(
+                        "questions[{k}]: field `answer` must be an index below {}",
+                        choices.len()
+                    )
+                })?;
+            Ok(serde_json::json!({
+                "narrative": context,
+                "question": question,
+                "choices": choices,
+                "answer_index": answer,
+                "answer_choice": choices[answer],
+            }))
+        })
+        .collect()
 }
 
 /// Python `random.shuffle(x)` (CPython 3.x): for `i` from `len-1` down to 1 swap `x[i]` with

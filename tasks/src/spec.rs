@@ -54,6 +54,11 @@ pub enum Preprocess {
     /// one `random.shuffle` per document in file order); adds `choice1`..`choice4` and `answer`
     /// (`"(A)"`..`"(D)"`, the correct answer's place).
     Gpqa,
+    /// MuSR in the schema of its GitHub repository (`context` + a list of `questions`, each with
+    /// `question`, `choices`, `answer`), flattened to one document per question with the fields of
+    /// the Hugging Face `TAUR-Lab/MuSR` rows lm-eval's `leaderboard_musr_*` read: `narrative`,
+    /// `question`, `choices` (a list), `answer_index`, `answer_choice`.
+    Musr,
 }
 
 /// `doc_to_choice`: an expression (a field name such as `choices`, a dotted path, or

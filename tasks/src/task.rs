@@ -295,7 +295,12 @@ impl Task {
             }
             kept
         };
-        self.preprocess_all(raw, "doc")
+        let mut docs = self.preprocess_all(raw, "doc")?;
+        // a transform may make several documents of one record (MuSR): `limit` counts documents
+        if let Some(n) = limit {
+            docs.truncate(n);
+        }
+        Ok(docs)
     }
 
     fn preprocess_all(&self, raw: Vec<Value>, what: &str) -> Result<Vec<Value>> {

@@ -288,3 +288,92 @@ fn bbh_acc_norm_divides_by_choice_characters() {
     let gold_yes = d.target == Target::Index(0);
     assert_eq!(s["acc_norm"], if gold_yes { 1.0 } else { 0.0 });
 }
+
+/// lm-eval `leaderboard/musr/utils.py::doc_to_text`, written out for one question of a GitHub
+/// MuSR record: `f"{narrative}\n\n{question}\n\n{choices}\nAnswer:"` with `choices` the lines
+/// `f"{i+1} - {choice}\n"`.
+fn musr_text(context: &str, q: &Value) -> String {
+    let mut choices = String::new();
+    for (i, c) in q["choices"].as_array().unwrap().iter().enumerate() {
+        choices.push_str(&format!("{} - {}\n", i + 1, c.as_str().unwrap()));
+    }
+    format!(
+        "{context}\n\n{}\n\n{choices}\nAnswer:",
+        q["question"].as_str().unwrap()
+    )
+}
+
+#[test]
+fn musr_flattens_questions_and_builds_lm_eval_prompts() {
+    let data = common::data_dir();
+    // gold indices per question, in file order (read from the files with Python's json)
+    let cases: [(&str, &str, &[usize]); 3] = [
+        (
+            "musr_murder_mysteries",
+            "small_murder_mystery",
+            &[0, 0, 0, 0, 0],
+        ),
+        (
+            "musr_object_placements",
+            "small_object_placements",
+            &[1, 0, 2, 0, 0, 1, 3, 3, 0, 2, 1, 2, 1, 2, 3, 1, 0, 2, 1, 0],
+        ),
+        (
+            "musr_team_allocation",
+            "small_team_allocation",
+            &[1, 2, 2, 1, 1],
+        ),
+    ];
+    for (name, file, golds) in cases {
+        let task = Task::new(resolve_task(name).unwrap()).unwrap();
+        let docs = task.load_prepared(&data, None).unwrap();
+        let got: Vec<usize> = docs
+            .iter()
+            .map(|d| match d.target {
+                Target::Index(i) => i,
+                _ => panic!("{name}"),
+            })
+            .collect();
+        assert_eq!(got, golds, "{name}");
+        let raw = load_jsonl(&data.join(format!("musr_sample/{file}.jsonl.gz")), None).unwrap();
+        let mut k = 0;
+        for r in &raw {
+            let ctx = r["context"].as_str().unwrap();
+            for q in r["questions"].as_array().unwrap() {
+                let d = &docs[k];
+                assert_eq!(d.doc_id, k);
+                assert_eq!(task.plain_context(d), musr_text(ctx, q), "{name} doc {k}");
+                let choices: Vec<String> = q["choices"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c.as_str().unwrap().to_string())
+                    .collect();
+                // continuations are the choice texts right after "Answer:"
+                assert_eq!(task.continuations(d), choices, "{name} doc {k}");
+                k += 1;
+            }
+        }
+        assert_eq!(k, docs.len());
+    }
+    // `limit` counts questions, not stories
+    let task = Task::new(resolve_task("musr_object_placements").unwrap()).unwrap();
+    assert_eq!(task.load_prepared(&data, Some(6)).unwrap().len(), 6);
+}
+
+#[test]
+fn musr_bad_record_names_question_and_field() {
+    let bad = serde_json::json!({"context": "c", "questions": [
+        {"question": "q", "choices": ["a", "b"], "answer": 0},
+        {"question": "q", "choices": ["a", "b"], "answer": 2}
+    ]});
+    let err = format!(
+        "{:#}",
+        quantlab_tasks::preprocess::apply_all(quantlab_tasks::Preprocess::Musr, &[bad])
+            .unwrap_err()
+    );
+    assert!(
+        err.contains("document 0") && err.contains("questions[1]") && err.contains("answer"),
+        "{err}"
+    );
+}

@@ -80,6 +80,9 @@ fn every_shipped_spec_parses_and_matches_its_file() {
             "mmlu_cot_llama",
             "mmlu_llama",
             "mmlu_pro",
+            "musr_murder_mysteries",
+            "musr_object_placements",
+            "musr_team_allocation",
             "truthfulqa_mc2",
             "winogrande",
             "winogrande_5shot"
