@@ -18,6 +18,7 @@ pub mod dataset;
 pub mod fewshot;
 pub mod filters;
 pub mod ifeval;
+pub mod leaderboard;
 pub mod metrics;
 pub mod preprocess;
 pub mod spec;
@@ -186,7 +187,10 @@ pub const BUILTIN_SPECS: &[(&str, &str)] = &[
 /// Suites: name -> task names. `leaderboard-v1` is the paper's first academic suite (Meta's
 /// Llama-3.1 prompts where lm-eval uses them): MMLU 5-shot generative, MMLU CoT 0-shot,
 /// ARC-Challenge 0-shot generative, GSM8K CoT 8-shot, HellaSwag 10-shot, Winogrande 5-shot,
-/// TruthfulQA MC2 0-shot.
+/// TruthfulQA MC2 0-shot. `leaderboard-v2` is the Open LLM Leaderboard V2 as lm-eval's
+/// `leaderboard_*` tasks define it, so far BBH (24 sub-tasks, 3-shot), GPQA diamond, MuSR (three
+/// sub-tasks) and MMLU-Pro 5-shot; IFEval and MATH Lvl 5 are not yet tasks here. Its scores
+/// are normalised and averaged by [`leaderboard::leaderboard_v2`].
 pub const SUITES: &[(&str, &[&str])] = &[
     ("smoke", &["hellaswag", "arc_easy", "gsm8k"]),
     (
@@ -199,6 +203,40 @@ pub const SUITES: &[(&str, &[&str])] = &[
             "hellaswag_10shot",
             "winogrande_5shot",
             "truthfulqa_mc2",
+        ],
+    ),
+    (
+        "leaderboard-v2",
+        &[
+            "bbh_boolean_expressions",
+            "bbh_causal_judgement",
+            "bbh_date_understanding",
+            "bbh_disambiguation_qa",
+            "bbh_formal_fallacies",
+            "bbh_geometric_shapes",
+            "bbh_hyperbaton",
+            "bbh_logical_deduction_five_objects",
+            "bbh_logical_deduction_seven_objects",
+            "bbh_logical_deduction_three_objects",
+            "bbh_movie_recommendation",
+            "bbh_navigate",
+            "bbh_object_counting",
+            "bbh_penguins_in_a_table",
+            "bbh_reasoning_about_colored_objects",
+            "bbh_ruin_names",
+            "bbh_salient_translation_error_detection",
+            "bbh_snarks",
+            "bbh_sports_understanding",
+            "bbh_temporal_sequences",
+            "bbh_tracking_shuffled_objects_five_objects",
+            "bbh_tracking_shuffled_objects_seven_objects",
+            "bbh_tracking_shuffled_objects_three_objects",
+            "bbh_web_of_lies",
+            "gpqa_diamond",
+            "musr_murder_mysteries",
+            "musr_object_placements",
+            "musr_team_allocation",
+            "mmlu_pro",
         ],
     ),
 ];

@@ -377,3 +377,141 @@ fn musr_bad_record_names_question_and_field() {
         "{err}"
     );
 }
+
+#[test]
+fn leaderboard_v2_suite_lists_the_tasks_and_baselines_match_their_choices() {
+    use quantlab_tasks::leaderboard::BENCHMARKS;
+    use quantlab_tasks::DocToChoice;
+    let suite = quantlab_tasks::suite("leaderboard-v2").unwrap();
+    let names: Vec<&str> = suite.iter().map(|s| s.task.as_str()).collect();
+    assert_eq!(names.len(), 24 + 1 + 3 + 1);
+    assert_eq!(
+        names[24..],
+        [
+            "gpqa_diamond",
+            "musr_murder_mysteries",
+            "musr_object_placements",
+            "musr_team_allocation",
+            "mmlu_pro"
+        ]
+    );
+    let shots: Vec<usize> = suite.iter().map(|s| s.num_fewshot).collect();
+    assert!(shots[..24].iter().all(|&n| n == 3));
+    assert_eq!(shots[24..], [0, 0, 0, 0, 5]);
+    // every suite task is a sub-task of a benchmark, with the task's primary metric
+    for spec in &suite {
+        let (_, metric, base) = BENCHMARKS
+            .iter()
+            .flat_map(|b| b.subtasks.iter())
+            .find(|(t, _, _)| *t == spec.task)
+            .unwrap_or_else(|| panic!("{} is in no benchmark", spec.task));
+        assert_eq!(*metric, spec.primary_metric, "{}", spec.task);
+        // a fixed choice list: the baseline is 1 / its length
+        if let Some(DocToChoice::List(l)) = &spec.doc_to_choice {
+            assert!((base - 1.0 / l.len() as f64).abs() < 1e-12, "{}", spec.task);
+        }
+    }
+    let bbh = BENCHMARKS.iter().find(|b| b.name == "bbh").unwrap();
+    assert_eq!(bbh.subtasks.len(), 24);
+    // MMLU-Pro: at most ten letters, baseline 1/10
+    let pro = BENCHMARKS.iter().find(|b| b.name == "mmlu_pro").unwrap();
+    assert_eq!(pro.subtasks, [("mmlu_pro", "acc", 0.1)]);
+}
+
+#[test]
+fn leaderboard_v2_normalisation_figures() {
+    use quantlab_tasks::leaderboard::normalize;
+    // GPQA: 54 of 198 right = 0.272727..; (0.272727 - 0.25) / 0.75 * 100 = 3.0303
+    assert!((normalize(54.0 / 198.0, 0.25).unwrap() - 3.030_303).abs() < 1e-6);
+    // below chance counts 0
+    assert_eq!(normalize(0.2, 0.25).unwrap(), 0.0);
+    assert_eq!(normalize(1.0, 0.1).unwrap(), 100.0);
+    // generation tasks: baseline 0 -> percent
+    assert!((normalize(0.7786, 0.0).unwrap() - 77.86).abs() < 1e-9);
+    assert!(normalize(1.5, 0.25).is_err());
+    assert!(normalize(0.5, 1.0).is_err());
+}
+
+/// The paper's Table 3 prints normalised per-benchmark scores and their average. Raw scores
+/// that give those normalised values (every sub-task of a benchmark at the same normalised
+/// level, raw = b + n/100 * (1 - b) with each sub-task's own baseline) must give back the printed
+/// average to its two decimals (±0.005; the 8B BF16 average 27.615 is a rounding tie).
+#[test]
+fn leaderboard_v2_reproduces_paper_table3_averages() {
+    use quantlab_tasks::leaderboard::{leaderboard_v2, BENCHMARKS};
+    use std::collections::BTreeMap;
+    let path = common::shared_dir().join("reference/paper/table3_leaderboard_v2_realworld.csv");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let cols = [
+        ("ifeval", "ifeval_0shot"),
+        ("bbh", "bbh_3shot"),
+        ("math_lvl5", "math_lvl5_4shot"),
+        ("gpqa", "gpqa_0shot"),
+        ("musr", "musr_0shot"),
+        ("mmlu_pro", "mmlu_pro_5shot"),
+    ];
+    let mut rows = 0;
+    for line in lines.filter(|l| !l.trim().is_empty()) {
+        let c: Vec<&str> = line.split(',').collect();
+        let get = |name: &str| -> f64 {
+            let i = header.iter().position(|h| *h == name).unwrap();
+            c[i].parse().unwrap()
+        };
+        let mut scores = BTreeMap::new();
+        for b in BENCHMARKS {
+            let col = cols.iter().find(|(n, _)| *n == b.name).unwrap().1;
+            let n = get(col);
+            for &(task, metric, base) in b.subtasks {
+                scores.insert(
+                    (task.to_string(), metric.to_string()),
+                    base + n / 100.0 * (1.0 - base),
+                );
+            }
+        }
+        let lb = leaderboard_v2(&scores).unwrap();
+        assert!(lb.missing.is_empty());
+        assert_eq!(lb.benchmarks.len(), 6);
+        for (name, v) in &lb.benchmarks {
+            let col = cols.iter().find(|(n, _)| n == name).unwrap().1;
+            assert!((v - get(col)).abs() < 1e-9, "{line}: {name}");
+        }
+        let printed = get("average");
+        assert!(
+            (lb.average - printed).abs() <= 0.005 + 1e-9,
+            "{line}: average {} vs printed {printed}",
+            lb.average
+        );
+        rows += 1;
+    }
+    assert_eq!(rows, 12);
+}
+
+#[test]
+fn leaderboard_v2_partial_and_bad_inputs() {
+    use quantlab_tasks::leaderboard::leaderboard_v2;
+    use std::collections::BTreeMap;
+    let key = |t: &str, m: &str| (t.to_string(), m.to_string());
+    let mut s = BTreeMap::new();
+    s.insert(key("gpqa_diamond", "acc_norm"), 0.4);
+    s.insert(key("mmlu_pro", "acc"), 0.1);
+    let lb = leaderboard_v2(&s).unwrap();
+    // gpqa (0.4-0.25)/0.75 = 20; mmlu_pro 0 -> average 10 over the two present
+    assert_eq!(lb.benchmarks.len(), 2);
+    assert!((lb.benchmarks[0].1 - 20.0).abs() < 1e-9);
+    assert!((lb.average - 10.0).abs() < 1e-9);
+    assert_eq!(lb.missing, ["ifeval", "bbh", "math_lvl5", "musr"]);
+    // one BBH sub-task alone is not BBH
+    s.insert(key("bbh_navigate", "acc_norm"), 0.6);
+    let err = format!("{:#}", leaderboard_v2(&s).unwrap_err());
+    assert!(
+        err.contains("bbh") && err.contains("bbh_web_of_lies"),
+        "{err}"
+    );
+    s.remove(&key("bbh_navigate", "acc_norm"));
+    s.insert(key("gpqa_diamond", "acc_norm"), 40.0);
+    let err = format!("{:#}", leaderboard_v2(&s).unwrap_err());
+    assert!(err.contains("gpqa_diamond") && err.contains("40"), "{err}");
+    assert!(leaderboard_v2(&BTreeMap::new()).is_err());
+}
