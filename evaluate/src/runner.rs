@@ -202,10 +202,42 @@ fn progress_bar(len: usize, task: &str, what: &str) -> ProgressBar {
     pb
 }
 
-/// Aggregate per-document values of each metric key: lm-eval `mean` and `mean_stderr`.
+/// Aggregate per-document values of each metric key: lm-eval `mean` and `mean_stderr`; IFEval's
+/// instruction-level keys (documents carrying `IFEVAL_COUNT_KEY`) are pooled over instructions
+/// as lm-eval's `agg_inst_level_acc` does, with no stderr (lm-eval reports "N/A"; recorded as 0).
 fn aggregate(keys: &[String], samples: &[SampleRecord]) -> Result<BTreeMap<String, MetricValue>> {
     let mut out = BTreeMap::new();
+    let counts: Option<Vec<f64>> = samples
+        .iter()
+        .map(|s| {
+            s.metrics
+                .get(quantlab_tasks::spec::IFEVAL_COUNT_KEY)
+                .copied()
+        })
+        .collect();
     for key in keys {
+        if let (Some(counts), true) = (&counts, key.starts_with("inst_level_")) {
+            let (mut followed, mut total) = (0.0, 0.0);
+            for (s, n) in samples.iter().zip(counts) {
+                let frac = s.metrics.get(key).copied().with_context(|| {
+                    format!("doc {} of task {} has no metric {key}", s.doc_id, s.task)
+                })?;
+                followed += (frac * n).round();
+                total += n;
+            }
+            out.insert(
+                key.clone(),
+                MetricValue {
+                    value: if total > 0.0 {
+                        followed / total
+                    } else {
+                        f64::NAN
+                    },
+                    stderr: 0.0,
+                },
+            );
+            continue;
+        }
         let xs = samples
             .iter()
             .map(|s| {

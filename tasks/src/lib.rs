@@ -30,7 +30,7 @@ use std::path::Path;
 pub use dataset::{default_data_dir, load_jsonl, DATA_ENV};
 pub use spec::{
     DocToChoice, FewshotConfig, FilterPipeline, FilterStep, GenerationKwargs, MetricSpec,
-    OutputType, Preprocess, Subtasks, TaskSpec,
+    OutputType, Preprocess, Subtasks, TaskSpec, IFEVAL_COUNT_KEY, IFEVAL_KEYS,
 };
 pub use task::{
     perplexities, FewshotExample, GenerationScores, PreparedDoc, PromptMessage, Target, Task,
@@ -154,6 +154,7 @@ pub const BUILTIN_SPECS: &[(&str, &str)] = &[
         "hellaswag_10shot.yaml",
         include_str!("../specs/hellaswag_10shot.yaml"),
     ),
+    ("ifeval.yaml", include_str!("../specs/ifeval.yaml")),
     ("mmlu.yaml", include_str!("../specs/mmlu.yaml")),
     (
         "mmlu_cot_llama.yaml",
@@ -189,7 +190,7 @@ pub const BUILTIN_SPECS: &[(&str, &str)] = &[
 /// ARC-Challenge 0-shot generative, GSM8K CoT 8-shot, HellaSwag 10-shot, Winogrande 5-shot,
 /// TruthfulQA MC2 0-shot. `leaderboard-v2` is the Open LLM Leaderboard V2 as lm-eval's
 /// `leaderboard_*` tasks define it, so far BBH (24 sub-tasks, 3-shot), GPQA diamond, MuSR (three
-/// sub-tasks) and MMLU-Pro 5-shot; IFEval and MATH Lvl 5 are not yet tasks here. Its scores
+/// sub-tasks), MMLU-Pro 5-shot and IFEval; MATH Lvl 5 is not yet a task here. Its scores
 /// are normalised and averaged by [`leaderboard::leaderboard_v2`].
 pub const SUITES: &[(&str, &[&str])] = &[
     ("smoke", &["hellaswag", "arc_easy", "gsm8k"]),
@@ -208,6 +209,7 @@ pub const SUITES: &[(&str, &[&str])] = &[
     (
         "leaderboard-v2",
         &[
+            "ifeval",
             "bbh_boolean_expressions",
             "bbh_causal_judgement",
             "bbh_date_understanding",

@@ -166,6 +166,13 @@ pub enum MetricSpec {
         /// Dotted path of the 0/1 labels list in the document, e.g. `mc2_targets.labels`.
         labels_field: String,
     },
+    /// IFEval (lm-eval `leaderboard/ifeval/utils.py::process_results`, checkers in
+    /// [`crate::ifeval`]): the document's instructions checked on the raw generation, giving
+    /// `prompt_level_strict_acc`, `inst_level_strict_acc`, `prompt_level_loose_acc` and
+    /// `inst_level_loose_acc`. The per-document instruction-level values are fractions; the
+    /// runner pools them over instructions (lm-eval `agg_inst_level_acc`), using the per-document
+    /// count [`IFEVAL_COUNT_KEY`]. `generate_until` only; filters do not apply.
+    Ifeval,
     /// lm-eval `word_perplexity` (`weighted_perplexity`): `exp(-Σ ll / Σ words)`, words counted
     /// as `len(re.split(r"\s+", text))`.
     WordPerplexity,
@@ -183,6 +190,7 @@ impl MetricSpec {
             MetricSpec::AccNorm => "acc_norm",
             MetricSpec::ExactMatch { .. } => "exact_match",
             MetricSpec::Mc2 { .. } => "mc2",
+            MetricSpec::Ifeval => "ifeval",
             MetricSpec::WordPerplexity => "word_perplexity",
             MetricSpec::BytePerplexity => "byte_perplexity",
             MetricSpec::BitsPerByte => "bits_per_byte",
@@ -197,6 +205,18 @@ impl MetricSpec {
         )
     }
 }
+
+/// The metric keys of [`MetricSpec::Ifeval`], in lm-eval's order.
+pub const IFEVAL_KEYS: [&str; 4] = [
+    "prompt_level_strict_acc",
+    "inst_level_strict_acc",
+    "prompt_level_loose_acc",
+    "inst_level_loose_acc",
+];
+
+/// Per-document metric holding the number of IFEval instructions of the document (the weight of
+/// its instruction-level fractions when they are pooled).
+pub const IFEVAL_COUNT_KEY: &str = "ifeval_instructions";
 
 /// lm-eval `fewshot_config`: how few-shot examples are chosen.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -375,6 +395,10 @@ impl TaskSpec {
     pub fn metric_keys(&self) -> Vec<String> {
         let mut keys = Vec::new();
         for m in &self.metrics {
+            if matches!(m, MetricSpec::Ifeval) {
+                keys.extend(IFEVAL_KEYS.iter().map(|k| k.to_string()));
+                continue;
+            }
             match self.output_type {
                 OutputType::MultipleChoice | OutputType::LoglikelihoodRolling => {
                     keys.push(m.name().to_string())
@@ -485,7 +509,9 @@ impl TaskSpec {
                     );
                 }
                 for m in &self.metrics {
-                    if matches!(m, MetricSpec::ExactMatch { .. }) || m.is_perplexity() {
+                    if matches!(m, MetricSpec::ExactMatch { .. } | MetricSpec::Ifeval)
+                        || m.is_perplexity()
+                    {
                         bail!(
                             "task `{}`: metric {} does not apply to multiple_choice",
                             self.task,
@@ -512,8 +538,11 @@ impl TaskSpec {
                 }
             }
             OutputType::GenerateUntil => {
+                if self.metrics.contains(&MetricSpec::Ifeval) && !self.filters.is_empty() {
+                    bail!("task `{}`: the ifeval metric takes no filters", self.task);
+                }
                 for m in &self.metrics {
-                    if !matches!(m, MetricSpec::ExactMatch { .. }) {
+                    if !matches!(m, MetricSpec::ExactMatch { .. } | MetricSpec::Ifeval) {
                         bail!(
                             "task `{}`: metric {} needs output_type multiple_choice",
                             self.task,

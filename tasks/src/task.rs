@@ -735,6 +735,19 @@ impl Task {
         };
         let mut filtered = BTreeMap::new();
         let mut metrics = BTreeMap::new();
+        if self.spec.metrics.contains(&MetricSpec::Ifeval) {
+            let r = crate::ifeval::score_doc(&doc.doc, generation)
+                .with_context(|| format!("task `{}` doc {}: ifeval", self.spec.task, doc.doc_id))?;
+            let n = r.strict.len();
+            let frac = |v: &[bool]| v.iter().filter(|&&b| b).count() as f64 / n.max(1) as f64;
+            let all = |v: &[bool]| if v.iter().all(|&b| b) { 1.0 } else { 0.0 };
+            let [ps, is, pl, il] = crate::spec::IFEVAL_KEYS;
+            metrics.insert(ps.to_string(), all(&r.strict));
+            metrics.insert(is.to_string(), frac(&r.strict));
+            metrics.insert(pl.to_string(), all(&r.loose));
+            metrics.insert(il.to_string(), frac(&r.loose));
+            metrics.insert(crate::spec::IFEVAL_COUNT_KEY.to_string(), n as f64);
+        }
         for (name, answer) in &answers {
             filtered.insert(
                 name.clone().unwrap_or_else(|| "none".to_string()),

@@ -384,9 +384,11 @@ fn leaderboard_v2_suite_lists_the_tasks_and_baselines_match_their_choices() {
     use quantlab_tasks::DocToChoice;
     let suite = quantlab_tasks::suite("leaderboard-v2").unwrap();
     let names: Vec<&str> = suite.iter().map(|s| s.task.as_str()).collect();
-    assert_eq!(names.len(), 24 + 1 + 3 + 1);
+    assert_eq!(names.len(), 1 + 24 + 1 + 3 + 1);
+    assert_eq!(names[0], "ifeval");
+    assert!(names[1..25].iter().all(|n| n.starts_with("bbh_")));
     assert_eq!(
-        names[24..],
+        names[25..],
         [
             "gpqa_diamond",
             "musr_murder_mysteries",
@@ -396,10 +398,14 @@ fn leaderboard_v2_suite_lists_the_tasks_and_baselines_match_their_choices() {
         ]
     );
     let shots: Vec<usize> = suite.iter().map(|s| s.num_fewshot).collect();
-    assert!(shots[..24].iter().all(|&n| n == 3));
-    assert_eq!(shots[24..], [0, 0, 0, 0, 5]);
+    assert!(shots[1..25].iter().all(|&n| n == 3));
+    assert_eq!(shots[25..], [0, 0, 0, 0, 5]);
     // every suite task is a sub-task of a benchmark, with the task's primary metric
     for spec in &suite {
+        if spec.task == "ifeval" {
+            assert_eq!(spec.primary_metric, "prompt_level_strict_acc");
+            continue;
+        }
         let (_, metric, base) = BENCHMARKS
             .iter()
             .flat_map(|b| b.subtasks.iter())
@@ -514,4 +520,34 @@ fn leaderboard_v2_partial_and_bad_inputs() {
     let err = format!("{:#}", leaderboard_v2(&s).unwrap_err());
     assert!(err.contains("gpqa_diamond") && err.contains("40"), "{err}");
     assert!(leaderboard_v2(&BTreeMap::new()).is_err());
+}
+
+#[test]
+fn ifeval_task_scores_generations_with_the_checkers() {
+    let data = common::data_dir();
+    let task = Task::new(resolve_task("ifeval").unwrap()).unwrap();
+    assert_eq!(
+        task.spec.metric_keys(),
+        quantlab_tasks::IFEVAL_KEYS.map(String::from)
+    );
+    let docs = task.load_prepared(&data, Some(3)).unwrap();
+    let raw = load_jsonl(&data.join("ifeval/train.jsonl.gz"), Some(3)).unwrap();
+    for (d, r) in docs.iter().zip(&raw) {
+        assert_eq!(d.text, r["prompt"].as_str().unwrap());
+        assert_eq!(task.plain_context(d), d.text);
+        let g = "A response, with a comma and no title.";
+        let s = task.score_generation(d, g).unwrap();
+        let want = quantlab_tasks::ifeval::score_doc(r, g).unwrap();
+        let n = want.strict.len() as f64;
+        let k = want.strict.iter().filter(|&&b| b).count() as f64;
+        assert_eq!(s.metrics["inst_level_strict_acc"], k / n);
+        assert_eq!(
+            s.metrics["prompt_level_strict_acc"],
+            if k == n { 1.0 } else { 0.0 }
+        );
+        assert_eq!(s.metrics[quantlab_tasks::IFEVAL_COUNT_KEY], n);
+    }
+    // doc 0 (key 1000) asks for 300+ words among others: a one-line answer fails it
+    let s = task.score_generation(&docs[0], "Too short.").unwrap();
+    assert_eq!(s.metrics["prompt_level_strict_acc"], 0.0);
 }

@@ -76,6 +76,7 @@ fn every_shipped_spec_parses_and_matches_its_file() {
             "gsm8k_cot_llama",
             "hellaswag",
             "hellaswag_10shot",
+            "ifeval",
             "mmlu",
             "mmlu_cot_llama",
             "mmlu_llama",
