@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 /// A response that follows some instructions and not others: the prompt upper-cased for prompts
 /// of even length, a short lower-case line otherwise.
 fn respond(prompt: &str) -> String {
-    if prompt.len() % 2 == 0 {
+    if prompt.len().is_multiple_of(2) {
         prompt.to_uppercase()
     } else {
         "a short answer without much in it".to_string()
