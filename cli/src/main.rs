@@ -99,7 +99,7 @@ enum Cmd {
     Eval {
         /// Model folder or alias.
         model: Option<String>,
-        /// A suite of tasks: smoke, leaderboard-v1, a code suite (humaneval, humanevalplus,
+        /// A suite of tasks: smoke, leaderboard-v1, leaderboard-v2, a code suite (humaneval, humanevalplus,
         /// mbpp, mbppplus), or similarity (answers compared with --baseline's); `--list-tasks`
         /// lists them.
         #[arg(long, conflicts_with = "tasks")]
