@@ -99,9 +99,9 @@ enum Cmd {
     Eval {
         /// Model folder or alias.
         model: Option<String>,
-        /// A suite of tasks: smoke, leaderboard-v1, a code suite (humaneval, humanevalplus,
-        /// mbpp, mbppplus), or similarity (answers compared with --baseline's); `--list-tasks`
-        /// lists them.
+        /// A suite of tasks: smoke, leaderboard-v1, leaderboard-v2, a code suite (humaneval,
+        /// humanevalplus, mbpp, mbppplus), or similarity (answers compared with --baseline's);
+        /// `--list-tasks` lists them.
         #[arg(long, conflicts_with = "tasks")]
         suite: Option<String>,
         /// Comma-separated task names (or task spec YAML files).

@@ -202,10 +202,42 @@ fn progress_bar(len: usize, task: &str, what: &str) -> ProgressBar {
     pb
 }
 
-/// Aggregate per-document values of each metric key: lm-eval `mean` and `mean_stderr`.
+/// Aggregate per-document values of each metric key: lm-eval `mean` and `mean_stderr`; IFEval's
+/// instruction-level keys (documents carrying `IFEVAL_COUNT_KEY`) are pooled over instructions
+/// as lm-eval's `agg_inst_level_acc` does, with no stderr (lm-eval reports "N/A"; recorded as 0).
 fn aggregate(keys: &[String], samples: &[SampleRecord]) -> Result<BTreeMap<String, MetricValue>> {
     let mut out = BTreeMap::new();
+    let counts: Option<Vec<f64>> = samples
+        .iter()
+        .map(|s| {
+            s.metrics
+                .get(quantlab_tasks::spec::IFEVAL_COUNT_KEY)
+                .copied()
+        })
+        .collect();
     for key in keys {
+        if let (Some(counts), true) = (&counts, key.starts_with("inst_level_")) {
+            let (mut followed, mut total) = (0.0, 0.0);
+            for (s, n) in samples.iter().zip(counts) {
+                let frac = s.metrics.get(key).copied().with_context(|| {
+                    format!("doc {} of task {} has no metric {key}", s.doc_id, s.task)
+                })?;
+                followed += (frac * n).round();
+                total += n;
+            }
+            out.insert(
+                key.clone(),
+                MetricValue {
+                    value: if total > 0.0 {
+                        followed / total
+                    } else {
+                        f64::NAN
+                    },
+                    stderr: 0.0,
+                },
+            );
+            continue;
+        }
         let xs = samples
             .iter()
             .map(|s| {
@@ -402,7 +434,7 @@ fn run_rolling(
         .iter()
         .map(|d| match &d.target {
             Target::Text(t) => t.clone(),
-            Target::Index(_) => String::new(),
+            Target::Index(_) | Target::Unmatched { .. } => String::new(),
         })
         .collect();
     let lls = call_backend(name, "loglikelihood_rolling", texts.len(), |p| {
@@ -674,6 +706,16 @@ pub fn run_tasks(
         &opts.out_dir.join(crate::results::LM_EVAL_RESULTS_FILE),
         &lm_eval,
     )?;
+    if opts.suite == "leaderboard-v2" {
+        // a summary that cannot be made must not lose the evaluated run: warn and go on
+        match leaderboard_v2_summary(&run) {
+            Ok(lb) => write_atomic(
+                &opts.out_dir.join(LEADERBOARD_V2_FILE),
+                &serde_json::to_vec_pretty(&lb)?,
+            )?,
+            Err(e) => eprintln!("warning: no {LEADERBOARD_V2_FILE}: {e:#}"),
+        }
+    }
     let json = serde_json::to_vec_pretty(&run)?;
     write_atomic(&opts.out_dir.join("results.json"), &json)?;
     // The run is complete: its resume state is no longer needed.
@@ -683,6 +725,37 @@ pub fn run_tasks(
             .with_context(|| format!("removing {}", resume.display()))?;
     }
     Ok(run)
+}
+
+/// File of a `leaderboard-v2` run, beside `results.json`: [`leaderboard_v2_summary`].
+pub const LEADERBOARD_V2_FILE: &str = "leaderboard_v2.json";
+
+/// The Open LLM Leaderboard V2 scores of a run (`quantlab_tasks::leaderboard`): per benchmark the
+/// mean of its sub-tasks' normalised scores `max(0, (v - b) / (1 - b)) * 100`, their average, and
+/// the benchmarks the run lacks, as JSON `{"benchmarks": {name: percent}, "average": percent,
+/// "missing": [names]}`. Errors as [`quantlab_tasks::leaderboard::leaderboard_v2`] does (a
+/// benchmark with only some sub-tasks, a value outside [0, 1], nothing complete).
+pub fn leaderboard_v2_summary(run: &RunResults) -> Result<serde_json::Value> {
+    let mut scores = BTreeMap::new();
+    for (task, r) in &run.tasks {
+        for (metric, v) in &r.metrics {
+            scores.insert((task.clone(), metric.clone()), v.value);
+        }
+    }
+    let lb = quantlab_tasks::leaderboard::leaderboard_v2(&scores)
+        .with_context(|| format!("run {}: Leaderboard V2 scores", run.run_id))?;
+    let benchmarks: serde_json::Map<String, serde_json::Value> = lb
+        .benchmarks
+        .iter()
+        .map(|(n, v)| (n.clone(), serde_json::json!(v)))
+        .collect();
+    Ok(serde_json::json!({
+        "benchmarks": benchmarks,
+        "average": lb.average,
+        "missing": lb.missing,
+        "normalisation": "max(0, (v - b) / (1 - b)) * 100 per sub-task, b = random baseline; \
+            mean per benchmark; mean of the benchmarks present",
+    }))
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod dataset;
 pub mod fewshot;
 pub mod filters;
 pub mod ifeval;
+pub mod leaderboard;
 pub mod metrics;
 pub mod preprocess;
 pub mod spec;
@@ -29,7 +30,7 @@ use std::path::Path;
 pub use dataset::{default_data_dir, load_jsonl, DATA_ENV};
 pub use spec::{
     DocToChoice, FewshotConfig, FilterPipeline, FilterStep, GenerationKwargs, MetricSpec,
-    OutputType, Preprocess, Subtasks, TaskSpec,
+    OutputType, Preprocess, Subtasks, TaskSpec, IFEVAL_COUNT_KEY, IFEVAL_KEYS,
 };
 pub use task::{
     perplexities, FewshotExample, GenerationScores, PreparedDoc, PromptMessage, Target, Task,
@@ -46,6 +47,103 @@ pub const BUILTIN_SPECS: &[(&str, &str)] = &[
         include_str!("../specs/arc_challenge_llama.yaml"),
     ),
     ("arc_easy.yaml", include_str!("../specs/arc_easy.yaml")),
+    (
+        "bbh_boolean_expressions.yaml",
+        include_str!("../specs/bbh_boolean_expressions.yaml"),
+    ),
+    (
+        "bbh_causal_judgement.yaml",
+        include_str!("../specs/bbh_causal_judgement.yaml"),
+    ),
+    (
+        "bbh_date_understanding.yaml",
+        include_str!("../specs/bbh_date_understanding.yaml"),
+    ),
+    (
+        "bbh_disambiguation_qa.yaml",
+        include_str!("../specs/bbh_disambiguation_qa.yaml"),
+    ),
+    (
+        "bbh_formal_fallacies.yaml",
+        include_str!("../specs/bbh_formal_fallacies.yaml"),
+    ),
+    (
+        "bbh_geometric_shapes.yaml",
+        include_str!("../specs/bbh_geometric_shapes.yaml"),
+    ),
+    (
+        "bbh_hyperbaton.yaml",
+        include_str!("../specs/bbh_hyperbaton.yaml"),
+    ),
+    (
+        "bbh_logical_deduction_five_objects.yaml",
+        include_str!("../specs/bbh_logical_deduction_five_objects.yaml"),
+    ),
+    (
+        "bbh_logical_deduction_seven_objects.yaml",
+        include_str!("../specs/bbh_logical_deduction_seven_objects.yaml"),
+    ),
+    (
+        "bbh_logical_deduction_three_objects.yaml",
+        include_str!("../specs/bbh_logical_deduction_three_objects.yaml"),
+    ),
+    (
+        "bbh_movie_recommendation.yaml",
+        include_str!("../specs/bbh_movie_recommendation.yaml"),
+    ),
+    (
+        "bbh_navigate.yaml",
+        include_str!("../specs/bbh_navigate.yaml"),
+    ),
+    (
+        "bbh_object_counting.yaml",
+        include_str!("../specs/bbh_object_counting.yaml"),
+    ),
+    (
+        "bbh_penguins_in_a_table.yaml",
+        include_str!("../specs/bbh_penguins_in_a_table.yaml"),
+    ),
+    (
+        "bbh_reasoning_about_colored_objects.yaml",
+        include_str!("../specs/bbh_reasoning_about_colored_objects.yaml"),
+    ),
+    (
+        "bbh_ruin_names.yaml",
+        include_str!("../specs/bbh_ruin_names.yaml"),
+    ),
+    (
+        "bbh_salient_translation_error_detection.yaml",
+        include_str!("../specs/bbh_salient_translation_error_detection.yaml"),
+    ),
+    ("bbh_snarks.yaml", include_str!("../specs/bbh_snarks.yaml")),
+    (
+        "bbh_sports_understanding.yaml",
+        include_str!("../specs/bbh_sports_understanding.yaml"),
+    ),
+    (
+        "bbh_temporal_sequences.yaml",
+        include_str!("../specs/bbh_temporal_sequences.yaml"),
+    ),
+    (
+        "bbh_tracking_shuffled_objects_five_objects.yaml",
+        include_str!("../specs/bbh_tracking_shuffled_objects_five_objects.yaml"),
+    ),
+    (
+        "bbh_tracking_shuffled_objects_seven_objects.yaml",
+        include_str!("../specs/bbh_tracking_shuffled_objects_seven_objects.yaml"),
+    ),
+    (
+        "bbh_tracking_shuffled_objects_three_objects.yaml",
+        include_str!("../specs/bbh_tracking_shuffled_objects_three_objects.yaml"),
+    ),
+    (
+        "bbh_web_of_lies.yaml",
+        include_str!("../specs/bbh_web_of_lies.yaml"),
+    ),
+    (
+        "gpqa_diamond.yaml",
+        include_str!("../specs/gpqa_diamond.yaml"),
+    ),
     ("gsm8k.yaml", include_str!("../specs/gsm8k.yaml")),
     (
         "gsm8k_cot_llama.yaml",
@@ -56,12 +154,26 @@ pub const BUILTIN_SPECS: &[(&str, &str)] = &[
         "hellaswag_10shot.yaml",
         include_str!("../specs/hellaswag_10shot.yaml"),
     ),
+    ("ifeval.yaml", include_str!("../specs/ifeval.yaml")),
     ("mmlu.yaml", include_str!("../specs/mmlu.yaml")),
     (
         "mmlu_cot_llama.yaml",
         include_str!("../specs/mmlu_cot_llama.yaml"),
     ),
     ("mmlu_llama.yaml", include_str!("../specs/mmlu_llama.yaml")),
+    ("mmlu_pro.yaml", include_str!("../specs/mmlu_pro.yaml")),
+    (
+        "musr_murder_mysteries.yaml",
+        include_str!("../specs/musr_murder_mysteries.yaml"),
+    ),
+    (
+        "musr_object_placements.yaml",
+        include_str!("../specs/musr_object_placements.yaml"),
+    ),
+    (
+        "musr_team_allocation.yaml",
+        include_str!("../specs/musr_team_allocation.yaml"),
+    ),
     (
         "truthfulqa_mc2.yaml",
         include_str!("../specs/truthfulqa_mc2.yaml"),
@@ -76,7 +188,10 @@ pub const BUILTIN_SPECS: &[(&str, &str)] = &[
 /// Suites: name -> task names. `leaderboard-v1` is the paper's first academic suite (Meta's
 /// Llama-3.1 prompts where lm-eval uses them): MMLU 5-shot generative, MMLU CoT 0-shot,
 /// ARC-Challenge 0-shot generative, GSM8K CoT 8-shot, HellaSwag 10-shot, Winogrande 5-shot,
-/// TruthfulQA MC2 0-shot.
+/// TruthfulQA MC2 0-shot. `leaderboard-v2` is the Open LLM Leaderboard V2 as lm-eval's
+/// `leaderboard_*` tasks define it, so far BBH (24 sub-tasks, 3-shot), GPQA diamond, MuSR (three
+/// sub-tasks), MMLU-Pro 5-shot and IFEval; MATH Lvl 5 is not yet a task here. Its scores
+/// are normalised and averaged by [`leaderboard::leaderboard_v2`].
 pub const SUITES: &[(&str, &[&str])] = &[
     ("smoke", &["hellaswag", "arc_easy", "gsm8k"]),
     (
@@ -89,6 +204,41 @@ pub const SUITES: &[(&str, &[&str])] = &[
             "hellaswag_10shot",
             "winogrande_5shot",
             "truthfulqa_mc2",
+        ],
+    ),
+    (
+        "leaderboard-v2",
+        &[
+            "ifeval",
+            "bbh_boolean_expressions",
+            "bbh_causal_judgement",
+            "bbh_date_understanding",
+            "bbh_disambiguation_qa",
+            "bbh_formal_fallacies",
+            "bbh_geometric_shapes",
+            "bbh_hyperbaton",
+            "bbh_logical_deduction_five_objects",
+            "bbh_logical_deduction_seven_objects",
+            "bbh_logical_deduction_three_objects",
+            "bbh_movie_recommendation",
+            "bbh_navigate",
+            "bbh_object_counting",
+            "bbh_penguins_in_a_table",
+            "bbh_reasoning_about_colored_objects",
+            "bbh_ruin_names",
+            "bbh_salient_translation_error_detection",
+            "bbh_snarks",
+            "bbh_sports_understanding",
+            "bbh_temporal_sequences",
+            "bbh_tracking_shuffled_objects_five_objects",
+            "bbh_tracking_shuffled_objects_seven_objects",
+            "bbh_tracking_shuffled_objects_three_objects",
+            "bbh_web_of_lies",
+            "gpqa_diamond",
+            "musr_murder_mysteries",
+            "musr_object_placements",
+            "musr_team_allocation",
+            "mmlu_pro",
         ],
     ),
 ];

@@ -6,15 +6,160 @@ use regex::Regex;
 use serde_json::Value;
 use std::sync::OnceLock;
 
+use crate::fewshot::PyRandom;
 use crate::spec::Preprocess;
 
 /// Apply a named transform to one raw document; the result keeps the original fields and adds
-/// the derived ones (as `datasets.Dataset.map` does in lm-eval).
+/// the derived ones (as `datasets.Dataset.map` does in lm-eval). Errors for [`Preprocess::Gpqa`],
+/// whose result depends on the documents before it: use [`apply_all`].
 pub fn apply(kind: Preprocess, doc: &Value) -> Result<Value> {
     match kind {
         Preprocess::Hellaswag => hellaswag(doc),
         Preprocess::Winogrande => winogrande(doc),
+        Preprocess::Gpqa => Err(anyhow!(
+            "the gpqa transform shuffles with one random stream over the whole file; use apply_all"
+        )),
+        Preprocess::Musr => Err(anyhow!(
+            "the musr transform makes one document per question; use apply_all"
+        )),
     }
+}
+
+/// Apply a named transform to a file's documents in order (lm-eval `process_docs` over the whole
+/// split). An error names the document's position (0-based).
+/// [`Preprocess::Musr`] may give more documents than it is given (one per question).
+pub fn apply_all(kind: Preprocess, docs: &[Value]) -> Result<Vec<Value>> {
+    if kind == Preprocess::Musr {
+        let mut out = Vec::new();
+        for (i, d) in docs.iter().enumerate() {
+            out.extend(musr(d).with_context(|| format!("document {i}"))?);
+        }
+        return Ok(out);
+    }
+    let mut rng = PyRandom::new(GPQA_SEED);
+    docs.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            match kind {
+                Preprocess::Gpqa => gpqa(d, &mut rng),
+                _ => apply(kind, d),
+            }
+            .with_context(|| format!("document {i}"))
+        })
+        .collect()
+}
+
+/// The seed of Python's global `random` when lm-eval builds the tasks (`simple_evaluate`'s
+/// `random_seed=0`, `lm_eval/evaluator.py`). The GPQA shuffle equals lm-eval's when the GPQA task
+/// is the first to draw from the global stream after that seeding (one GPQA task per run).
+pub const GPQA_SEED: u64 = 0;
+
+/// lm-eval `tasks/leaderboard/gpqa/utils.py::preprocess`: `None` -> `" "`, else strip,
+/// `" [title]"` -> `". "`, `"  "` -> `" "` (one pass each, Python's `str.replace`).
+pub fn gpqa_clean(text: Option<&str>) -> String {
+    match text {
+        None => " ".to_string(),
+        Some(t) => py_strip(t).replace(" [title]", ". ").replace("  ", " "),
+    }
+}
+
+/// MuSR (GitHub `Zayne-sprague/MuSR` schema: `context`, `questions: [{question, choices,
+/// answer}]`) to one row per question in the Hugging Face `TAUR-Lab/MuSR` form that lm-eval's
+/// `tasks/leaderboard/musr/utils.py` reads: `narrative` = `context`, `question`, `choices` (list of
+/// strings), `answer_index` = `answer`, `answer_choice` = `choices[answer]`. Errors name the
+/// question and field.
+pub fn musr(doc: &Value) -> Result<Vec<Value>> {
+    let context = str_field(doc, "context")?;
+    let questions = doc
+        .get("questions")
+        .and_then(Value::as_array)
+        .ok_or_else(|| anyhow!("field `questions` is missing or not a list"))?;
+    if questions.is_empty() {
+        return Err(anyhow!("field `questions` is empty"));
+    }
+    questions
+        .iter()
+        .enumerate()
+        .map(|(k, q)| {
+            let question = str_field(q, "question").with_context(|| format!("questions[{k}]"))?;
+            let choices: Vec<&str> = q
+                .get("choices")
+                .and_then(Value::as_array)
+                .ok_or_else(|| anyhow!("questions[{k}]: field `choices` is missing or not a list"))?
+                .iter()
+                .map(|c| {
+                    c.as_str()
+                        .ok_or_else(|| anyhow!("questions[{k}]: `choices` holds a non-string"))
+                })
+                .collect::<Result<_>>()?;
+            let answer = q
+                .get("answer")
+                .and_then(Value::as_u64)
+                .map(|a| a as usize)
+                .filter(|&a| a < choices.len())
+                .ok_or_else(|| {
+                    anyhow!(
+                        "questions[{k}]: field `answer` must be an index below {}",
+                        choices.len()
+                    )
+                })?;
+            Ok(serde_json::json!({
+                "narrative": context,
+                "question": question,
+                "choices": choices,
+                "answer_index": answer,
+                "answer_choice": choices[answer],
+            }))
+        })
+        .collect()
+}
+
+/// Python `random.shuffle(x)` (CPython 3.x): for `i` from `len-1` down to 1 swap `x[i]` with
+/// `x[randbelow(i + 1)]`.
+pub fn py_shuffle<T>(x: &mut [T], rng: &mut PyRandom) {
+    for i in (1..x.len()).rev() {
+        let j = rng.randbelow(i as u64 + 1) as usize;
+        x.swap(i, j);
+    }
+}
+
+/// lm-eval `tasks/leaderboard/gpqa/utils.py::process_docs` for one document, drawing from `rng`
+/// (the global `random` stream): `choice1`..`choice4` = the cleaned
+/// `[Incorrect Answer 1, 2, 3, Correct Answer]` after `random.shuffle`, `answer` = `"(X)"` with X
+/// the letter of the first choice equal to the cleaned correct answer. Missing answer fields are
+/// `None` in lm-eval (cleaned to `" "`); a field that is present but not a string is an error.
+pub fn gpqa(doc: &Value, rng: &mut PyRandom) -> Result<Value> {
+    let field = |k: &str| -> Result<Option<&str>> {
+        match doc.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(v) => Err(anyhow!("field `{k}` is not a string: {v}")),
+        }
+    };
+    let correct = gpqa_clean(field("Correct Answer")?);
+    let mut choices = [
+        gpqa_clean(field("Incorrect Answer 1")?),
+        gpqa_clean(field("Incorrect Answer 2")?),
+        gpqa_clean(field("Incorrect Answer 3")?),
+        correct.clone(),
+    ];
+    py_shuffle(&mut choices, rng);
+    let gold = choices
+        .iter()
+        .position(|c| *c == correct)
+        .expect("the correct answer is one of the shuffled choices");
+    let mut out = doc.clone();
+    let obj = out
+        .as_object_mut()
+        .ok_or_else(|| anyhow!("document is not an object"))?;
+    for (i, c) in choices.into_iter().enumerate() {
+        obj.insert(format!("choice{}", i + 1), Value::String(c));
+    }
+    obj.insert(
+        "answer".into(),
+        Value::String(format!("({})", char::from(b'A' + gold as u8))),
+    );
+    Ok(out)
 }
 
 /// Python `str.isspace()` for one character: Unicode White_Space plus the ASCII information

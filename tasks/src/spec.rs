@@ -49,6 +49,16 @@ pub enum Preprocess {
     /// `partial_contexts` (the sentence up to the blank with each option) and `continuation` (the
     /// sentence after the blank, stripped).
     Winogrande,
+    /// lm-eval `tasks/leaderboard/gpqa/utils.py::process_docs`: the four answers cleaned and
+    /// shuffled with Python's global `random` (seeded 0, as lm-eval's `simple_evaluate` seeds it;
+    /// one `random.shuffle` per document in file order); adds `choice1`..`choice4` and `answer`
+    /// (`"(A)"`..`"(D)"`, the correct answer's place).
+    Gpqa,
+    /// MuSR in the schema of its GitHub repository (`context` + a list of `questions`, each with
+    /// `question`, `choices`, `answer`), flattened to one document per question with the fields of
+    /// the Hugging Face `TAUR-Lab/MuSR` rows lm-eval's `leaderboard_musr_*` read: `narrative`,
+    /// `question`, `choices` (a list), `answer_index`, `answer_choice`.
+    Musr,
 }
 
 /// `doc_to_choice`: an expression (a field name such as `choices`, a dotted path, or
@@ -156,6 +166,13 @@ pub enum MetricSpec {
         /// Dotted path of the 0/1 labels list in the document, e.g. `mc2_targets.labels`.
         labels_field: String,
     },
+    /// IFEval (lm-eval `leaderboard/ifeval/utils.py::process_results`, checkers in
+    /// [`crate::ifeval`]): the document's instructions checked on the raw generation, giving
+    /// `prompt_level_strict_acc`, `inst_level_strict_acc`, `prompt_level_loose_acc` and
+    /// `inst_level_loose_acc`. The per-document instruction-level values are fractions; the
+    /// runner pools them over instructions (lm-eval `agg_inst_level_acc`), using the per-document
+    /// count [`IFEVAL_COUNT_KEY`]. `generate_until` only; filters do not apply.
+    Ifeval,
     /// lm-eval `word_perplexity` (`weighted_perplexity`): `exp(-Σ ll / Σ words)`, words counted
     /// as `len(re.split(r"\s+", text))`.
     WordPerplexity,
@@ -173,6 +190,7 @@ impl MetricSpec {
             MetricSpec::AccNorm => "acc_norm",
             MetricSpec::ExactMatch { .. } => "exact_match",
             MetricSpec::Mc2 { .. } => "mc2",
+            MetricSpec::Ifeval => "ifeval",
             MetricSpec::WordPerplexity => "word_perplexity",
             MetricSpec::BytePerplexity => "byte_perplexity",
             MetricSpec::BitsPerByte => "bits_per_byte",
@@ -187,6 +205,18 @@ impl MetricSpec {
         )
     }
 }
+
+/// The metric keys of [`MetricSpec::Ifeval`], in lm-eval's order.
+pub const IFEVAL_KEYS: [&str; 4] = [
+    "prompt_level_strict_acc",
+    "inst_level_strict_acc",
+    "prompt_level_loose_acc",
+    "inst_level_loose_acc",
+];
+
+/// Per-document metric holding the number of IFEval instructions of the document (the weight of
+/// its instruction-level fractions when they are pooled).
+pub const IFEVAL_COUNT_KEY: &str = "ifeval_instructions";
 
 /// lm-eval `fewshot_config`: how few-shot examples are chosen.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -268,6 +298,12 @@ pub struct TaskSpec {
     /// context, `doc_to_target` the continuation scored after each.
     #[serde(default)]
     pub multiple_input: bool,
+    /// lm-eval's `gold_index_error` rule (`api/task.py::process_results`): a multiple-choice
+    /// target text that is neither an index nor one of the choices (three BIG-Bench-Hard
+    /// documents) keeps the document, which then scores 0 on `acc` and `acc_norm`. Without it
+    /// (the default) such a document is an error naming the task and document.
+    #[serde(default)]
+    pub allow_unmatched_gold: bool,
     /// Keep only the documents for which this minijinja expression is true, evaluated on the raw
     /// document before `limit` (lm-eval `process_docs` filters, e.g. ARC's 4-choice questions:
     /// `choices.label | length == 4`). Few-shot pools are not filtered.
@@ -359,6 +395,10 @@ impl TaskSpec {
     pub fn metric_keys(&self) -> Vec<String> {
         let mut keys = Vec::new();
         for m in &self.metrics {
+            if matches!(m, MetricSpec::Ifeval) {
+                keys.extend(IFEVAL_KEYS.iter().map(|k| k.to_string()));
+                continue;
+            }
             match self.output_type {
                 OutputType::MultipleChoice | OutputType::LoglikelihoodRolling => {
                     keys.push(m.name().to_string())
@@ -469,7 +509,9 @@ impl TaskSpec {
                     );
                 }
                 for m in &self.metrics {
-                    if matches!(m, MetricSpec::ExactMatch { .. }) || m.is_perplexity() {
+                    if matches!(m, MetricSpec::ExactMatch { .. } | MetricSpec::Ifeval)
+                        || m.is_perplexity()
+                    {
                         bail!(
                             "task `{}`: metric {} does not apply to multiple_choice",
                             self.task,
@@ -496,8 +538,11 @@ impl TaskSpec {
                 }
             }
             OutputType::GenerateUntil => {
+                if self.metrics.contains(&MetricSpec::Ifeval) && !self.filters.is_empty() {
+                    bail!("task `{}`: the ifeval metric takes no filters", self.task);
+                }
                 for m in &self.metrics {
-                    if !matches!(m, MetricSpec::ExactMatch { .. }) {
+                    if !matches!(m, MetricSpec::ExactMatch { .. } | MetricSpec::Ifeval) {
                         bail!(
                             "task `{}`: metric {} needs output_type multiple_choice",
                             self.task,

@@ -30,6 +30,13 @@ pub enum Target {
     Index(usize),
     /// Reference text (generation).
     Text(String),
+    /// A multiple-choice target text that is none of the choices (only with
+    /// `allow_unmatched_gold`): every prediction is wrong, as lm-eval's gold index -100.
+    /// Serialized as `{"unmatched": text}`.
+    Unmatched {
+        /// The target text.
+        unmatched: String,
+    },
 }
 
 /// One document made ready for requests.
@@ -288,21 +295,19 @@ impl Task {
             }
             kept
         };
-        self.preprocess_all(raw, "doc")
+        let mut docs = self.preprocess_all(raw, "doc")?;
+        // a transform may make several documents of one record (MuSR): `limit` counts documents
+        if let Some(n) = limit {
+            docs.truncate(n);
+        }
+        Ok(docs)
     }
 
     fn preprocess_all(&self, raw: Vec<Value>, what: &str) -> Result<Vec<Value>> {
         match self.spec.preprocess {
             None => Ok(raw),
-            Some(kind) => raw
-                .iter()
-                .enumerate()
-                .map(|(i, d)| {
-                    crate::preprocess::apply(kind, d).with_context(|| {
-                        format!("task `{}`: preprocess of {what} {i}", self.spec.task)
-                    })
-                })
-                .collect(),
+            Some(kind) => crate::preprocess::apply_all(kind, &raw)
+                .with_context(|| format!("task `{}`: preprocess of the {what}s", self.spec.task)),
         }
     }
 
@@ -363,7 +368,7 @@ impl Task {
         let answer = match (&ex.continuation, &ex.target) {
             (Some(c), _) => c.clone(),
             (None, Target::Index(i)) => ex.choices[*i].clone(),
-            (None, Target::Text(t)) => t.clone(),
+            (None, Target::Text(t)) | (None, Target::Unmatched { unmatched: t }) => t.clone(),
         };
         match &self.spec.gen_prefix {
             Some(p) if !p.is_empty() => format!("{p} {answer}"),
@@ -609,6 +614,9 @@ impl Task {
                 };
                 match idx {
                     Some(i) if i < choices.len() => Target::Index(i),
+                    None if self.spec.allow_unmatched_gold => Target::Unmatched {
+                        unmatched: value_to_string(&tv),
+                    },
                     _ => bail!(
                         "task `{task}` doc {doc_id}: target {tv} is not a valid choice index \
                          (there are {} choices)",
@@ -645,8 +653,13 @@ impl Task {
     /// Score one multiple-choice document from its per-choice log-likelihoods: `acc` and/or
     /// `acc_norm` as the spec lists them.
     pub fn score_choices(&self, doc: &PreparedDoc, lls: &[f64]) -> Result<BTreeMap<String, f64>> {
-        let Target::Index(gold) = doc.target else {
-            bail!("task `{}`: not a multiple-choice document", self.spec.task);
+        let gold = match doc.target {
+            Target::Index(gold) => gold,
+            // lm-eval's gold index -100: no prediction equals it
+            Target::Unmatched { .. } => usize::MAX,
+            Target::Text(_) => {
+                bail!("task `{}`: not a multiple-choice document", self.spec.task)
+            }
         };
         if lls.len() != doc.choices.len() {
             bail!(
@@ -722,6 +735,19 @@ impl Task {
         };
         let mut filtered = BTreeMap::new();
         let mut metrics = BTreeMap::new();
+        if self.spec.metrics.contains(&MetricSpec::Ifeval) {
+            let r = crate::ifeval::score_doc(&doc.doc, generation)
+                .with_context(|| format!("task `{}` doc {}: ifeval", self.spec.task, doc.doc_id))?;
+            let n = r.strict.len();
+            let frac = |v: &[bool]| v.iter().filter(|&&b| b).count() as f64 / n.max(1) as f64;
+            let all = |v: &[bool]| if v.iter().all(|&b| b) { 1.0 } else { 0.0 };
+            let [ps, is, pl, il] = crate::spec::IFEVAL_KEYS;
+            metrics.insert(ps.to_string(), all(&r.strict));
+            metrics.insert(is.to_string(), frac(&r.strict));
+            metrics.insert(pl.to_string(), all(&r.loose));
+            metrics.insert(il.to_string(), frac(&r.loose));
+            metrics.insert(crate::spec::IFEVAL_COUNT_KEY.to_string(), n as f64);
+        }
         for (name, answer) in &answers {
             filtered.insert(
                 name.clone().unwrap_or_else(|| "none".to_string()),
