@@ -276,6 +276,12 @@ enum Cmd {
 }
 
 fn main() {
+    // `quantlab report ... | head` ends quietly, as a Unix tool does, instead of panicking on the
+    // closed pipe (Rust ignores SIGPIPE by default).
+    // SAFETY: restoring the default disposition of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("QUANTLAB_LOG")
@@ -415,10 +421,19 @@ fn local_backend(
     } else {
         quantlab_evaluate::cache::default_cache_dir()
     };
-    Ok(match dir {
-        Some(d) => Box::new(quantlab_evaluate::cache::CachedBackend::open(be, &d, info)?),
-        None => Box::new(be),
-    })
+    let Some(d) = dir else {
+        return Ok(Box::new(be));
+    };
+    // A cache that cannot be opened (read-only folder, damaged file) costs speed, not the run.
+    match quantlab_evaluate::cache::probe(&d) {
+        Ok(()) => Ok(Box::new(quantlab_evaluate::cache::CachedBackend::open(
+            be, &d, info,
+        )?)),
+        Err(e) => {
+            eprintln!("warning: {e:#}; evaluating without the request cache");
+            Ok(Box::new(be))
+        }
+    }
 }
 
 /// One stderr line on the request cache, when one was used.
@@ -465,7 +480,10 @@ fn eval_similarity(a: SimilarityArgs) -> Result<()> {
         anyhow::bail!("--max-new-tokens must be at least 1");
     }
     let data_dir = a.data_dir.unwrap_or_else(quantlab_tasks::default_data_dir);
-    let source = suite::PromptSource::parse(&a.prompts);
+    let source = suite::PromptSource::parse_checked(&a.prompts)?;
+    if a.samples.is_some() && a.max_new_tokens.is_some() {
+        eprintln!("warning: --max-new-tokens is ignored with --samples (the answers are given)");
+    }
     let device = quantlab_model::engine::parse_device(&a.engine.device)?;
     let max_new = match a.max_new_tokens {
         Some(n) => n,
@@ -524,8 +542,7 @@ fn eval_similarity(a: SimilarityArgs) -> Result<()> {
             }
             Some(s) => {
                 let answers = suite::read_samples(s)?;
-                let n = a.limit.unwrap_or(answers.len()).min(answers.len());
-                suite::check_coverage(answers[..n].iter().map(|g| g.id.as_str()), b)?;
+                suite::check_samples_cover(&answers, b, a.limit, s)?;
             }
         }
     } else if a.samples.is_none() {
@@ -1064,7 +1081,7 @@ fn regress(
         let snap = rg::snapshot(&runs, baseline_run.as_deref(), &report)?;
         rg::write_snapshot(&snap, &path)?;
         println!(
-            "wrote baseline snapshot {} ({} recoveries, {} tasks)",
+            "wrote baseline snapshot {} ({} entries, {} tasks)",
             path.display(),
             snap.entries.len(),
             snap.task_versions.len()

@@ -1,7 +1,9 @@
 //! Recipe `ignore` lists through the binary, on the default model with the round-to-nearest
 //! FP8_DYNAMIC path (no calibration data, seconds): a `re:` entry keeps the Linears it matches in
-//! bf16 (and is written to config.json), and an entry that matches no Linear is an error naming it,
-//! with no output folder left behind (the fresh-user review found it silently accepted).
+//! bf16 (and is written to config.json), entries are matched as vLLM and compressed-tensors read
+//! them (a whole name, or a regex from the start of the name), an entry that matches no Linear is
+//! an error naming it, and so is an ignore list that splits a group vLLM fuses (q/k/v, gate/up);
+//! no output folder is left behind.
 #[path = "../../model/tests/common/mod.rs"]
 mod common;
 
@@ -60,6 +62,40 @@ fn regex_ignores_apply_and_unmatched_ones_are_errors() {
     assert!(header
         .get("model.layers.2.mlp.down_proj.weight_scale")
         .is_some());
+
+    // A bare name is a whole name (vLLM's reading): `down_proj` alone matches nothing.
+    let bare = tmp.path().join("bare");
+    let o = compress(
+        "QuantizationModifier: {targets: Linear, scheme: FP8_DYNAMIC, ignore: [lm_head, mlp.down_proj]}\n",
+        &bare,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("ignore entry 'mlp.down_proj' matches no Linear"),
+        "{err}"
+    );
+    assert!(!bare.exists());
+    // `re:` is matched from the start of the name, as Python's re.match: `layers\.1\.` matches none.
+    let o = compress(
+        "QuantizationModifier: {targets: Linear, scheme: FP8_DYNAMIC, ignore: [lm_head, 're:layers\\.1\\.']}\n",
+        &bare,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("matches no Linear"), "{err}");
+    // Half of a fused q/k/v group: vLLM would refuse the checkpoint.
+    let o = compress(
+        "QuantizationModifier: {targets: Linear, scheme: FP8_DYNAMIC, ignore: [lm_head, model.layers.2.self_attn.k_proj]}\n",
+        &bare,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("model.layers.2.self_attn.q_proj, model.layers.2.self_attn.k_proj, model.layers.2.self_attn.v_proj"),
+        "{err}"
+    );
+    assert!(!bare.exists());
 
     let bad = tmp.path().join("typo");
     let o = compress(

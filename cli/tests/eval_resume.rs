@@ -155,3 +155,23 @@ fn killed_eval_resumes_with_identical_results() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("run folder exists and is not empty"));
 }
+
+/// A request cache that cannot be used (here its folder would have to be made inside a file)
+/// costs speed, not the run: one warning, then the eval goes on without it.
+#[test]
+fn an_unusable_cache_is_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let out = eval_cmd_cached(&tmp.path().join("run"), &file.join("sub"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cannot create the request cache folder")
+            && stderr.contains("evaluating without the request cache"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("request cache: "), "{stderr}");
+}

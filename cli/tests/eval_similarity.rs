@@ -312,6 +312,94 @@ fn generated_answers_equal_transformers_and_score_like_the_peers() {
     );
     assert!(!bad.join("results.json").exists());
 
+    // Pre-generated answers must answer every baseline prompt (or the first --limit of them).
+    let partial = tmp.path().join("partial.jsonl");
+    let lines: Vec<String> =
+        std::fs::read_to_string(ref_dir().join("gen_w4a16g64_gptq_text_float32.jsonl"))
+            .unwrap()
+            .lines()
+            .take(7)
+            .map(String::from)
+            .collect();
+    std::fs::write(&partial, lines.join("\n") + "\n").unwrap();
+    let err = fails(
+        quantlab()
+            .args(["--suite", "similarity", "--device", "cpu", "--samples"])
+            .arg(&partial)
+            .arg("--baseline")
+            .arg(&base)
+            .arg("--out")
+            .arg(&bad)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains("answers for 7 of the baseline's 20 prompts"),
+        "{err}"
+    );
+    ok(quantlab()
+        .args([
+            "--suite",
+            "similarity",
+            "--device",
+            "cpu",
+            "--limit",
+            "7",
+            "--samples",
+        ])
+        .arg(&partial)
+        .arg("--baseline")
+        .arg(&base)
+        .arg("--out")
+        .arg(&bad)
+        .output()
+        .unwrap());
+    assert_eq!(
+        json(&bad.join("results.json"))["tasks"]["similarity"]["n_docs"],
+        7
+    );
+    // A prompt-set name with a typo is not taken for a file.
+    let err = fails(
+        quantlab()
+            .arg(common::default_model())
+            .args([
+                "--suite",
+                "similarity",
+                "--prompts",
+                "arenahard",
+                "--device",
+                "cpu",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains("--prompts arenahard: not a prompt set"),
+        "{err}"
+    );
+    // The gate refuses a scored similarity run whose baseline run is not beside it.
+    let lone = tmp.path().join("lone");
+    std::fs::create_dir(&lone).unwrap();
+    let to = lone.join("w4a16");
+    std::fs::create_dir(&to).unwrap();
+    for e in std::fs::read_dir(&q).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+    let o = bin()
+        .args(["regress", "--runs"])
+        .arg(&lone)
+        .arg("--write-baseline")
+        .arg(tmp.path().join("lone.json"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("scored against run `bf16`, which is not in this folder"),
+        "{err}"
+    );
+
     let code_run = tmp.path().join("code");
     std::fs::create_dir(&code_run).unwrap();
     let mut other = json(&base.join("results.json"));
@@ -379,4 +467,33 @@ fn killed_generation_resumes_with_the_same_answers() {
     want.truncate(12);
     assert_eq!(texts, want);
     assert!(!out.join(".resume").exists());
+
+    // Interrupted again, then re-run with other settings (2 new tokens): the old answers are
+    // discarded with a warning, not an error, and not mixed in.
+    let out2 = tmp.path().join("run2");
+    let state2 = out2.join(".resume/generations.jsonl");
+    let mut child = generate_cmd(&out2, 12, 3)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while lines(&state2) < 3 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before the kill"
+        );
+        assert!(Instant::now() < deadline, "no checkpoint after 300 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let o = generate_cmd_with(&out2, 6, 3, 2).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    ok(o);
+    assert!(stderr.contains("its answers are discarded"), "{stderr}");
+    let rec = json(&out2.join("results.json"));
+    assert!(rec.get("resumed_docs").is_none(), "{rec}");
+    assert_eq!(rec["backend"]["generation"]["max_new_tokens"], 2);
+    assert_eq!(jsonl(&out2.join("generations.jsonl")).len(), 6);
 }

@@ -438,3 +438,32 @@ fn suites_side_by_side_and_empty_or_mistyped_gates() {
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("has no entries"), "{err}");
 }
+
+/// `quantlab report ... | head -1` ends quietly when the pipe closes (no panic, no error line).
+#[test]
+fn report_into_a_closed_pipe_is_quiet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let n = tmp.path().join("n");
+    // Enough tasks that the report outgrows the pipe's buffer after `head` has gone.
+    let names: Vec<String> = (0..3000).map(|i| format!("task_{i:04}")).collect();
+    let b: Vec<(&str, f64)> = names.iter().map(|t| (t.as_str(), 0.5)).collect();
+    let q: Vec<(&str, f64)> = names.iter().map(|t| (t.as_str(), 0.49)).collect();
+    write_run(&n, "bf16-smoke", "bf16", &b, "1.0");
+    write_run(&n, "w4-smoke", "w4a16", &q, "1.0");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' report --resamples 0 '{}' '{}' | head -c 10",
+            env!("CARGO_BIN_EXE_quantlab"),
+            n.join("bf16-smoke").display(),
+            n.join("w4-smoke").display()
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Recovery a");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+}

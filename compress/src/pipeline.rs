@@ -17,7 +17,8 @@ use tch::{Kind, Tensor};
 #[derive(Debug, Clone)]
 pub struct CompressOptions {
     pub scheme: Scheme,
-    /// Module names kept unquantized (suffix match); `lm_head` always.
+    /// Module names kept unquantized (whole names or `re:` regexes matched from the start, as
+    /// vLLM reads them; see [`is_ignored`]); `lm_head` always.
     pub ignore: Vec<String>,
     /// Replace an existing output folder.
     pub force: bool,
@@ -58,20 +59,26 @@ fn largest_pow2_divisor_le(n: usize, cap: usize) -> usize {
     g
 }
 
-/// Whether module `name` (e.g. `model.layers.3.mlp.down_proj`) is left unquantized by `ignore`:
-/// an entry equal to the name or to a dotted suffix of it (`down_proj`, `mlp.down_proj`), or a
-/// `re:` regular expression that matches it anywhere (llm-compressor's `ignore` convention).
+/// Whether module `name` (e.g. `model.layers.3.mlp.down_proj`) is left unquantized by `ignore`,
+/// matched exactly as compressed-tensors and vLLM match the `ignore` list of the config.json we
+/// write (compressed-tensors `utils/match.py` `match_name`, vLLM
+/// `compressed_tensors/utils.py` `_is_equal_or_regex_match`): a `re:` entry is a regular
+/// expression that must match at the start of the name (Python's `re.match`), any other entry
+/// must equal the whole name. So `re:.*down_proj` matches every down_proj, `down_proj` none.
 ///
 /// Errors: an invalid `re:` pattern (naming it).
 pub fn is_ignored(name: &str, ignore: &[String]) -> Result<bool> {
     for ig in ignore {
         if let Some(re) = ig.strip_prefix("re:") {
-            let r = regex::Regex::new(re)
+            if let Err(e) = regex::Regex::new(re) {
+                anyhow::bail!("ignore pattern '{ig}' is not a valid regex: {e}");
+            }
+            let r = regex::Regex::new(&format!("^(?:{re})"))
                 .with_context(|| format!("ignore pattern '{ig}' is not a valid regex"))?;
             if r.is_match(name) {
                 return Ok(true);
             }
-        } else if name == ig || name.ends_with(&format!(".{ig}")) {
+        } else if name == ig {
             return Ok(true);
         }
     }
@@ -80,9 +87,12 @@ pub fn is_ignored(name: &str, ignore: &[String]) -> Result<bool> {
 
 /// Every `ignore` entry names at least one Linear of a `num_layers`-layer Llama (its seven
 /// Linears per layer, or `lm_head`): an entry that matches nothing is a typo that would otherwise
-/// quantize what the user meant to keep, and be written to config.json.
+/// quantize what the user meant to keep, and be written to config.json. And the Linears vLLM fuses
+/// (q/k/v into `qkv_proj`, gate/up into `gate_up_proj`) are ignored all together or not at all:
+/// vLLM refuses a fused layer whose parts have different schemes.
 ///
-/// Errors: the first entry that matches no module (naming it and the module names' form).
+/// Errors: the first entry that matches no module, or the first layer whose fused group is split
+/// (naming the entry or the Linears).
 pub fn check_ignore_entries(ignore: &[String], num_layers: usize) -> Result<()> {
     let mut modules: Vec<String> = vec!["lm_head".into()];
     for i in 0..num_layers {
@@ -101,10 +111,33 @@ pub fn check_ignore_entries(ignore: &[String], num_layers: usize) -> Result<()> 
         }
         if !hit {
             anyhow::bail!(
-                "ignore entry '{ig}' matches no Linear of this model (names look like \
-                 model.layers.0.self_attn.q_proj, model.layers.0.mlp.down_proj, lm_head; a bare \
-                 name matches as a dotted suffix, 're:' entries as regexes)"
+                "ignore entry '{ig}' matches no Linear of this model (as vLLM and \
+                 compressed-tensors read it: a plain entry is a whole name such as \
+                 model.layers.0.mlp.down_proj or lm_head, a 're:' entry a regex matched from the \
+                 start of the name, e.g. 're:.*down_proj')"
             );
+        }
+    }
+    for i in 0..num_layers {
+        for group in [
+            &["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"][..],
+            &["mlp.gate_proj", "mlp.up_proj"][..],
+        ] {
+            let names: Vec<String> = group
+                .iter()
+                .map(|l| format!("model.layers.{i}.{l}"))
+                .collect();
+            let flags = names
+                .iter()
+                .map(|n| is_ignored(n, ignore))
+                .collect::<Result<Vec<bool>>>()?;
+            if flags.iter().any(|&f| f) && !flags.iter().all(|&f| f) {
+                anyhow::bail!(
+                    "ignore keeps only some of {} in bf16; vLLM fuses them into one layer and \
+                     refuses mixed schemes: ignore all of them or none",
+                    names.join(", ")
+                );
+            }
         }
     }
     Ok(())

@@ -42,7 +42,8 @@ pub struct Recipe {
     pub smoothquant: Option<SmoothQuantConfig>,
     /// AWQ scale search before quantization ([`crate::awq`]); `None` for the presets.
     pub awq: Option<crate::awq::AwqConfig>,
-    /// Module names (suffix match) or `re:` regexes left unquantized, besides `lm_head`.
+    /// Whole module names or `re:` regexes (matched from the start of the name, as vLLM reads
+    /// them) left unquantized, besides `lm_head`.
     pub ignore: Vec<String>,
 }
 

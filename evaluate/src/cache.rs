@@ -35,7 +35,13 @@ pub const CACHE_FILE: &str = "requests.sqlite";
 /// `$XDG_CACHE_HOME/quantlab`, else `$HOME/.cache/quantlab`, else `None`.
 pub fn default_cache_dir() -> Option<PathBuf> {
     match std::env::var_os(CACHE_ENV).filter(|v| !v.is_empty()) {
-        Some(v) if v == "off" || v == "0" || v == "false" => None,
+        Some(v)
+            if ["off", "0", "false", "no", "none"]
+                .iter()
+                .any(|o| v.to_string_lossy().eq_ignore_ascii_case(o)) =>
+        {
+            None
+        }
         Some(v) => Some(PathBuf::from(v)),
         None => std::env::var_os("XDG_CACHE_HOME")
             .filter(|v| !v.is_empty())
@@ -46,6 +52,43 @@ pub fn default_cache_dir() -> Option<PathBuf> {
                     .map(|h| PathBuf::from(h).join(".cache/quantlab"))
             }),
     }
+}
+
+/// Whether a request cache can be opened (and created) in `dir`, without keeping it open.
+///
+/// Errors: the folder cannot be created, or the file cannot be opened or is not a SQLite database
+/// of this cache (naming it; remove it to start afresh, or set `QUANTLAB_CACHE=off`).
+pub fn probe(dir: &Path) -> Result<()> {
+    connect(dir).map(|_| ())
+}
+
+fn connect(dir: &Path) -> Result<(Connection, PathBuf)> {
+    std::fs::create_dir_all(dir).with_context(|| {
+        format!(
+            "cannot create the request cache folder {} (set {CACHE_ENV} to another folder, or off)",
+            dir.display()
+        )
+    })?;
+    let path = dir.join(CACHE_FILE);
+    let hint = || {
+        format!(
+            "{}: not a usable request cache (remove it, or set {CACHE_ENV}=off)",
+            path.display()
+        )
+    };
+    let db = Connection::open(&path).with_context(hint)?;
+    db.busy_timeout(std::time::Duration::from_secs(60))?;
+    db.execute_batch(
+        "PRAGMA journal_mode=WAL;
+         CREATE TABLE IF NOT EXISTS answers (
+             namespace TEXT NOT NULL,
+             key TEXT NOT NULL,
+             value TEXT NOT NULL,
+             PRIMARY KEY (namespace, key)
+         ) WITHOUT ROWID;",
+    )
+    .with_context(hint)?;
+    Ok((db, path))
 }
 
 /// Hits and misses of one [`CachedBackend`], by request count.
@@ -64,6 +107,8 @@ pub struct CachedBackend<B: Backend> {
     path: PathBuf,
     namespace: String,
     stats: CacheStats,
+    /// Set after a read or write failed: the cache is bypassed from then on (warned once).
+    broken: bool,
 }
 
 fn sha_hex(parts: &[&[u8]]) -> String {
@@ -92,30 +137,9 @@ pub fn namespace(model: &ModelInfo, describe: &serde_json::Value) -> String {
 impl<B: Backend> CachedBackend<B> {
     /// Open (or create) `dir/requests.sqlite` and wrap `inner` for `model`.
     ///
-    /// Errors: the folder cannot be created, or the file is not a SQLite database of this cache
-    /// (naming it; remove it to start afresh).
+    /// Errors: see [`probe`].
     pub fn open(inner: B, dir: &Path, model: &ModelInfo) -> Result<Self> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating the request cache folder {}", dir.display()))?;
-        let path = dir.join(CACHE_FILE);
-        let db = Connection::open(&path)
-            .with_context(|| format!("opening the request cache {}", path.display()))?;
-        db.busy_timeout(std::time::Duration::from_secs(60))?;
-        db.execute_batch(
-            "PRAGMA journal_mode=WAL;
-             CREATE TABLE IF NOT EXISTS answers (
-                 namespace TEXT NOT NULL,
-                 key TEXT NOT NULL,
-                 value TEXT NOT NULL,
-                 PRIMARY KEY (namespace, key)
-             ) WITHOUT ROWID;",
-        )
-        .with_context(|| {
-            format!(
-                "{}: not a usable request cache (remove it, or set {CACHE_ENV}=off)",
-                path.display()
-            )
-        })?;
+        let (db, path) = connect(dir)?;
         let namespace = namespace(model, &inner.describe());
         Ok(CachedBackend {
             inner,
@@ -123,6 +147,7 @@ impl<B: Backend> CachedBackend<B> {
             path,
             namespace,
             stats: CacheStats::default(),
+            broken: false,
         })
     }
 
@@ -142,7 +167,9 @@ impl<B: Backend> CachedBackend<B> {
     }
 
     /// Answer `reqs` from the cache, sending the misses to `compute` in one call (in request
-    /// order) and storing their answers in one transaction.
+    /// order) and storing their answers in one transaction. A cache that fails to read or write
+    /// (a damaged file, a full disk, a read-only folder) is reported once on stderr and bypassed:
+    /// the evaluation goes on without it.
     fn cached<R: Serialize, A: Serialize + DeserializeOwned + Clone>(
         &mut self,
         kind: &str,
@@ -150,6 +177,10 @@ impl<B: Backend> CachedBackend<B> {
         progress: &dyn Fn(usize),
         compute: impl FnOnce(&mut B, Vec<usize>, &dyn Fn(usize)) -> Result<Vec<A>>,
     ) -> Result<Vec<A>> {
+        if self.broken {
+            self.stats.misses += reqs.len();
+            return compute(&mut self.inner, (0..reqs.len()).collect(), progress);
+        }
         let keys: Vec<String> = reqs
             .iter()
             .map(|r| {
@@ -158,22 +189,9 @@ impl<B: Backend> CachedBackend<B> {
             })
             .collect::<Result<_>>()?;
         let mut out: Vec<Option<A>> = vec![None; reqs.len()];
-        {
-            let mut stmt = self
-                .db
-                .prepare_cached("SELECT value FROM answers WHERE namespace = ?1 AND key = ?2")?;
-            for (i, k) in keys.iter().enumerate() {
-                let v: Option<String> = stmt
-                    .query_row(params![self.namespace, k], |row| row.get(0))
-                    .optional()
-                    .with_context(|| {
-                        format!("reading the request cache {}", self.path.display())
-                    })?;
-                if let Some(v) = v {
-                    // An unreadable entry (another version's format) is recomputed.
-                    out[i] = serde_json::from_str(&v).ok();
-                }
-            }
+        if let Err(e) = self.lookup(&keys, &mut out) {
+            self.give_up("reading", &e);
+            out.iter_mut().for_each(|a| *a = None);
         }
         let misses: Vec<usize> = (0..reqs.len()).filter(|&i| out[i].is_none()).collect();
         let hits = reqs.len() - misses.len();
@@ -190,17 +208,11 @@ impl<B: Backend> CachedBackend<B> {
                 answers.len(),
                 misses.len()
             );
-            let tx = self.db.transaction()?;
-            {
-                let mut ins = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO answers (namespace, key, value) VALUES (?1, ?2, ?3)",
-                )?;
-                for (&i, a) in misses.iter().zip(&answers) {
-                    ins.execute(params![self.namespace, keys[i], serde_json::to_string(a)?])?;
+            if !self.broken {
+                if let Err(e) = self.store(&misses, &keys, &answers) {
+                    self.give_up("writing", &e);
                 }
             }
-            tx.commit()
-                .with_context(|| format!("writing the request cache {}", self.path.display()))?;
             for (i, a) in misses.into_iter().zip(answers) {
                 out[i] = Some(a);
             }
@@ -209,6 +221,50 @@ impl<B: Backend> CachedBackend<B> {
             .into_iter()
             .map(|a| a.expect("every request answered"))
             .collect())
+    }
+
+    fn give_up(&mut self, what: &str, e: &anyhow::Error) {
+        eprintln!(
+            "warning: {what} the request cache {} failed ({e:#}); going on without it (remove \
+             the file to start a new one, or set {CACHE_ENV}=off)",
+            self.path.display()
+        );
+        self.broken = true;
+    }
+
+    fn lookup<A: DeserializeOwned>(&self, keys: &[String], out: &mut [Option<A>]) -> Result<()> {
+        let mut stmt = self
+            .db
+            .prepare_cached("SELECT value FROM answers WHERE namespace = ?1 AND key = ?2")?;
+        for (i, k) in keys.iter().enumerate() {
+            let v: Option<String> = stmt
+                .query_row(params![self.namespace, k], |row| row.get(0))
+                .optional()?;
+            if let Some(v) = v {
+                // An unreadable entry (another version's format) is recomputed.
+                out[i] = serde_json::from_str(&v).ok();
+            }
+        }
+        Ok(())
+    }
+
+    fn store<A: Serialize>(
+        &mut self,
+        misses: &[usize],
+        keys: &[String],
+        answers: &[A],
+    ) -> Result<()> {
+        let tx = self.db.transaction()?;
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT OR REPLACE INTO answers (namespace, key, value) VALUES (?1, ?2, ?3)",
+            )?;
+            for (&i, a) in misses.iter().zip(answers) {
+                ins.execute(params![self.namespace, keys[i], serde_json::to_string(a)?])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 }
 
@@ -391,6 +447,22 @@ mod tests {
         let mut d = CachedBackend::open(backend("f32"), dir.path(), &model("w1")).unwrap();
         d.loglikelihood(&[ll("a")], &|_| {}).unwrap();
         assert_eq!(d.stats().hits, 1);
+    }
+
+    #[test]
+    fn a_cache_that_fails_is_bypassed_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = CachedBackend::open(backend("f32"), dir.path(), &model("w")).unwrap();
+        a.loglikelihood(&[ll("a")], &|_| {}).unwrap();
+        // Another connection drops the table under it: reads and writes now fail.
+        let other = Connection::open(dir.path().join(CACHE_FILE)).unwrap();
+        other.execute_batch("DROP TABLE answers;").unwrap();
+        let r = a.loglikelihood(&[ll("a"), ll("bb")], &|_| {}).unwrap();
+        assert_eq!(r[0].logprob, -1.1);
+        assert!(a.broken);
+        let r = a.loglikelihood(&[ll("ccc")], &|_| {}).unwrap();
+        assert_eq!(r[0].logprob, -3.1);
+        assert_eq!(a.stats(), CacheStats { hits: 0, misses: 4 });
     }
 
     #[test]

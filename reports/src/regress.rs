@@ -234,6 +234,18 @@ fn similarity_entries(
     dirs: &[PathBuf],
 ) -> Result<Vec<Entry>> {
     let rows = crate::similarity::rows(records, dirs)?;
+    // A scored run belongs to tonight only with its baseline run beside it.
+    for r in &rows {
+        if !records.iter().any(|x| x.run_id == r.baseline_run) {
+            bail!(
+                "{}: similarity run `{}` was scored against run `{}`, which is not in this folder; \
+                 put tonight's BF16 similarity run beside it",
+                runs_dir.display(),
+                r.run_id,
+                r.baseline_run
+            );
+        }
+    }
     let mut seen = BTreeMap::new();
     let mut out = Vec::new();
     for r in rows {

@@ -684,7 +684,19 @@ pub fn score_pairs(pairs: &[TextPair], opts: &SimilarityOptions) -> Result<Simil
     for (name, _) in METRICS {
         let xs: Vec<f64> = scores.iter().filter_map(|s| s.metric(name)).collect();
         if xs.len() == scores.len() {
-            metrics.insert(name.to_string(), stats::mean_ci(&xs));
+            // Intervals stay in the metric's range: ROUGE and STS (0-1) in [0, 1], cosines in
+            // [-1, 1]; rescaled BERTScore has no fixed range.
+            let rescaled = opts
+                .bertscore
+                .as_ref()
+                .is_some_and(|b| b.baseline.is_some());
+            let m = stats::mean_ci(&xs);
+            let m = match name {
+                n if n.starts_with("rouge") || n == "sts_01" => m.clipped(0.0, 1.0),
+                n if n.starts_with("bertscore") && rescaled => m,
+                _ => m.clipped(-1.0, 1.0),
+            };
+            metrics.insert(name.to_string(), m);
         }
     }
     timings.total_s = t_total.elapsed().as_secs_f64();
@@ -721,6 +733,37 @@ pub fn render_markdown(res: &SimilarityResult) -> String {
             s += &format!("| {label} | {:.4} | {ci} | {} |\n", m.mean, m.n);
         }
     }
+    let mut enc = Vec::new();
+    if let Some(b) = &res.settings.bertscore {
+        enc.push(format!(
+            "BERTScore {} layer {}{}{}",
+            b.model,
+            b.layer,
+            if b.idf { ", idf" } else { "" },
+            if b.baseline.is_some() {
+                ", rescaled"
+            } else {
+                ""
+            }
+        ));
+    }
+    if let Some(st) = &res.settings.sts {
+        let name = Path::new(&st.encoder)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| st.encoder.clone());
+        enc.push(format!("STS {name}"));
+    }
+    s += &format!(
+        "\nROUGE {}stemming{}{}.\n",
+        if res.settings.rouge_stemmer {
+            "with "
+        } else {
+            "without "
+        },
+        if enc.is_empty() { "" } else { "; encoders: " },
+        enc.join(", ")
+    );
     let t = &res.truncation;
     if t.bertscore_texts_truncated + t.sts_texts_truncated > 0 {
         s += &format!(

@@ -21,6 +21,17 @@ pub struct MeanCi {
     pub n: usize,
 }
 
+impl MeanCi {
+    /// The same with the interval clipped to `[lo, hi]`, the range the metric can take (a
+    /// Student-t interval over a handful of values can reach past it).
+    pub fn clipped(mut self, lo: f64, hi: f64) -> MeanCi {
+        if let Some([a, b]) = self.ci95 {
+            self.ci95 = Some([a.max(lo), b.min(hi)]);
+        }
+        self
+    }
+}
+
 /// Mean, standard error and 95% CI of `xs`. An empty slice gives a NaN mean (callers do not
 /// summarise empty sets: pairing rejects empty files).
 pub fn mean_ci(xs: &[f64]) -> MeanCi {
@@ -190,5 +201,9 @@ mod tests {
             (one.mean, one.stderr, one.ci95, one.n),
             (0.5, None, None, 1)
         );
+        // Three ROUGE values far apart: the t interval reaches past [0, 1] and is clipped.
+        let r = mean_ci(&[0.05, 0.95, 0.98]).clipped(0.0, 1.0);
+        assert_eq!(r.ci95.unwrap(), [0.0, 1.0]);
+        assert!((r.mean - 0.66).abs() < 1e-12);
     }
 }

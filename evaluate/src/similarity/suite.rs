@@ -62,6 +62,21 @@ impl PromptSource {
         }
     }
 
+    /// [`Self::parse`], refusing a name that is neither a source nor a file path (a typo such as
+    /// `arenahard`). Errors name the value and the choices.
+    pub fn parse_checked(s: &str) -> Result<PromptSource> {
+        let src = Self::parse(s);
+        if let PromptSource::File(p) = &src {
+            if !p.exists() && !s.contains('/') && !s.contains('.') {
+                bail!(
+                    "--prompts {s}: not a prompt set (arena-hard, ifeval) nor a file; give a JSONL \
+                     file path for your own prompts"
+                );
+            }
+        }
+        Ok(src)
+    }
+
     /// The label recorded in the run (`arena-hard-v0.1`, `ifeval`, or `file:<path>`).
     pub fn label(&self) -> String {
         match self {
@@ -144,6 +159,12 @@ pub fn load_prompts(
                     path.display()
                 )
             })?;
+        if text.trim().is_empty() {
+            bail!(
+                "{}: record {line} (id {id}): the prompt is empty",
+                path.display()
+            );
+        }
         if let Some(prev) = seen.insert(id.clone(), line) {
             bail!(
                 "{}: id {id} is used by records {prev} and {line}",
@@ -266,6 +287,8 @@ pub struct Baseline {
     pub settings: GenerationSettings,
     /// id -> answer.
     pub answers: HashMap<String, String>,
+    /// The ids in the baseline's order.
+    pub ids: Vec<String>,
 }
 
 /// Load the baseline similarity run at `path` (a run folder or its `results.json`).
@@ -303,12 +326,14 @@ pub fn load_baseline(path: &Path) -> Result<Baseline> {
         .with_context(|| format!("{}: field `backend.generation`", rec.display()))?
         .with_context(|| format!("{}: no field `backend.generation`", rec.display()))?;
     let gens = read_generations(&dir.join(GENERATIONS_FILE))?;
+    let ids = gens.iter().map(|g| g.id.clone()).collect();
     let answers = gens.into_iter().map(|g| (g.id, g.text)).collect();
     Ok(Baseline {
         dir,
         run,
         settings,
         answers,
+        ids,
     })
 }
 
@@ -370,13 +395,19 @@ pub fn generate(
         let old: ResumeKey = serde_json::from_slice(&std::fs::read(&key_path)?)
             .with_context(|| format!("{}: unreadable resume key", key_path.display()))?;
         if old != key {
-            bail!(
-                "{}: the interrupted run was made with another model or settings; remove it or \
-                 choose another --out",
+            eprintln!(
+                "warning: {}: the interrupted run was made with another model or settings; its \
+                 answers are discarded and generation starts over",
                 out_dir.display()
             );
+            std::fs::remove_dir_all(&resume)
+                .with_context(|| format!("removing {}", resume.display()))?;
+            std::fs::create_dir_all(&resume)
+                .with_context(|| format!("creating {}", resume.display()))?;
+            write_atomic(&key_path, &serde_json::to_vec_pretty(&key)?)?;
+        } else {
+            done = read_generations(&part_path)?;
         }
-        done = read_generations(&part_path)?;
         if done.len() > prompts.len() || done.iter().zip(prompts).any(|(g, p)| g.id != p.id) {
             bail!(
                 "{}: the checkpointed answers do not follow the prompt order; remove {}",
@@ -468,12 +499,42 @@ pub fn check_coverage<'a>(
     for id in ids {
         if !baseline.answers.contains_key(id) {
             bail!(
-                "--baseline {}: no answer for prompt {id} (the baseline has {} answers; was it \
-                 run with a smaller --limit?)",
+                "--baseline {}: no answer for prompt {id} (the baseline has {} answers: was it run \
+                 with a smaller --limit or other --prompts, or is the id not one of those prompts?)",
                 baseline.dir.display(),
                 baseline.answers.len()
             );
         }
+    }
+    Ok(())
+}
+
+/// Pre-generated answers (`--samples`) answer every baseline prompt (the first `limit` of them in
+/// the baseline's order when given), so a partial file is not scored as if it were the suite.
+/// Errors name the count and the first missing ids.
+pub fn check_samples_cover(
+    answers: &[Generation],
+    baseline: &Baseline,
+    limit: Option<usize>,
+    samples: &Path,
+) -> Result<()> {
+    let have: std::collections::HashSet<&str> = answers.iter().map(|g| g.id.as_str()).collect();
+    let wanted = &baseline.ids[..limit.unwrap_or(baseline.ids.len()).min(baseline.ids.len())];
+    let missing: Vec<&str> = wanted
+        .iter()
+        .map(String::as_str)
+        .filter(|id| !have.contains(id))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "{}: answers for {} of the baseline's {} prompts (missing {}{}); answer them all, or \
+             compare the first N with --limit N",
+            samples.display(),
+            wanted.len() - missing.len(),
+            wanted.len(),
+            missing[..missing.len().min(5)].join(", "),
+            if missing.len() > 5 { ", ..." } else { "" }
+        );
     }
     Ok(())
 }
@@ -572,8 +633,23 @@ pub fn run_similarity_eval(
     let (answers, settings, resumed) = match (&req.samples, req.backend) {
         (Some(path), _) => {
             let mut a = read_samples(path)?;
-            if let Some(n) = req.limit {
-                a.truncate(n);
+            match &baseline {
+                Some(b) => {
+                    // Scored in the baseline's order, over its first --limit prompts.
+                    check_samples_cover(&a, b, req.limit, path)?;
+                    let n = req.limit.unwrap_or(b.ids.len()).min(b.ids.len());
+                    let mut by_id: HashMap<String, Generation> =
+                        a.into_iter().map(|g| (g.id.clone(), g)).collect();
+                    a = b.ids[..n]
+                        .iter()
+                        .filter_map(|id| by_id.remove(id))
+                        .collect();
+                }
+                None => {
+                    if let Some(n) = req.limit {
+                        a.truncate(n);
+                    }
+                }
             }
             let s = GenerationSettings {
                 prompts: format!("samples:{}", path.display()),
@@ -654,7 +730,10 @@ pub fn run_similarity_eval(
         tasks.insert(
             SUITE.to_string(),
             TaskResult {
-                version: settings.prompts.clone(),
+                version: match settings.max_new_tokens {
+                    Some(n) => format!("{};max_new_tokens={n}", settings.prompts),
+                    None => settings.prompts.clone(),
+                },
                 n_docs: res.n_pairs,
                 primary_metric: "rougeL_f".into(),
                 metrics: result_metrics(res),
