@@ -220,6 +220,11 @@ fn generated_answers_equal_transformers_and_score_like_the_peers() {
         ),
         "{md}"
     );
+    let html = std::fs::read_to_string(rep.join("report_similarity.html")).unwrap();
+    assert!(
+        html.contains("<td class=\"num\">23.87 [13.78, 33.96]</td>"),
+        "{html}"
+    );
     let csv = std::fs::read_to_string(rep.join("report_similarity.csv")).unwrap();
     assert!(csv.lines().nth(1).unwrap().starts_with("w4a16,"), "{csv}");
     let err = fails(bin().arg("report").arg(&base).output().unwrap());

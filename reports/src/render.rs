@@ -353,6 +353,7 @@ Scores in %; recovery % = run / baseline &times; 100 (arXiv 2411.02355, Tables 2
 {% for r in runs %}{% set c = row.runs[r.label] %}{% if c.score is not none %}<tr><td>{{ row.task }}</td><td>{{ r.label }}</td><td class="num">{{ c.score | pct }}</td><td class="num">{{ c.ci95 | interval }}</td>{% if c.bootstrap %}<td class="num">{{ c.bootstrap.diff_pp | signed }}</td><td class="num">[{{ c.bootstrap.diff_ci_lo | signed }}, {{ c.bootstrap.diff_ci_hi | signed }}]</td><td class="num">{{ c.bootstrap.p_value | p4 }}</td><td class="num">[{{ c.bootstrap.recovery_ci_lo | pct }}, {{ c.bootstrap.recovery_ci_hi | pct }}]</td><td class="num">{{ c.bootstrap.n_docs }}</td>{% else %}<td></td><td></td><td></td><td></td><td></td>{% endif %}</tr>{% endif %}
 {% endfor %}{% endif %}{% endfor %}</tbody>
 </table>
+{{ extra | safe }}
 {% if charts %}<h2>Charts</h2>
 {% for c in charts %}<figure>{{ c | safe }}</figure>
 {% endfor %}{% else %}<p class="note">Charts skipped: {{ chart_error }}</p>{% endif %}
@@ -365,6 +366,12 @@ Scores in %; recovery % = run / baseline &times; 100 (arXiv 2411.02355, Tables 2
 /// (when a font is available; otherwise a note says why they are missing). All text from the run
 /// records is HTML-escaped.
 pub fn to_html(table: &RecoveryTable) -> Result<String> {
+    to_html_with(table, "")
+}
+
+/// [`to_html`] with `extra` (already rendered, escaped HTML such as the similarity section)
+/// placed before the charts.
+pub fn to_html_with(table: &RecoveryTable, extra: &str) -> Result<String> {
     let mut env = minijinja::Environment::new();
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
     env.add_filter("pct", |v: minijinja::Value| -> String {
@@ -402,6 +409,7 @@ pub fn to_html(table: &RecoveryTable) -> Result<String> {
     obj.insert("chart_error".into(), json!(chart_error));
     obj.insert("near_random".into(), json!(table.near_random_tasks()));
     obj.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
+    obj.insert("extra".into(), json!(extra));
     let html = env
         .get_template("report.html")?
         .render(minijinja::Value::from_serialize(&ctx))

@@ -237,6 +237,10 @@ pub fn write_report_with(
         };
         text("report.md", &markdown)?;
         if !sim_rows.is_empty() {
+            text(
+                "report_similarity.html",
+                &crate::similarity::to_html(&sim_rows)?,
+            )?;
             let mut df = crate::similarity::to_frame(&sim_rows)?;
             write_atomic(&dir.join("report_similarity.csv"), |file| {
                 CsvWriter::new(file)
@@ -261,7 +265,14 @@ pub fn write_report_with(
             json.insert(suite.clone(), table.to_json());
             text(
                 &name(suite, "report", "html"),
-                &crate::render::to_html(table)?,
+                &crate::render::to_html_with(
+                    table,
+                    &if sim_rows.is_empty() {
+                        String::new()
+                    } else {
+                        crate::similarity::html_section(&sim_rows)?
+                    },
+                )?,
             )?;
             match crate::render::recovery_svg(table) {
                 Ok(svg) => {
