@@ -427,19 +427,15 @@ fn lines(p: &Path) -> usize {
     std::fs::read_to_string(p).map_or(0, |t| t.lines().count())
 }
 
-#[test]
-fn killed_generation_resumes_with_the_same_answers() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("run");
-    let state = out.join(".resume/generations.jsonl");
-    let mut child = generate_cmd(&out, 12, 3)
+/// Start `cmd` and kill it once the checkpoint file `state` holds `n` answers.
+fn kill_after(mut cmd: Command, state: &Path, n: usize) {
+    let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(300);
-    while lines(&state) < 6 {
+    while lines(state) < n {
         assert!(
             child.try_wait().unwrap().is_none(),
             "eval finished before it could be killed"
@@ -449,6 +445,15 @@ fn killed_generation_resumes_with_the_same_answers() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[test]
+fn killed_generation_resumes_with_the_same_answers() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let state = out.join(".resume/generations.jsonl");
+    kill_after(generate_cmd(&out, 12, 3), &state, 6);
     let at_kill = lines(&state);
     assert!((6..12).contains(&at_kill), "{at_kill} answers at the kill");
     assert!(!out.join("results.json").exists());
@@ -477,22 +482,7 @@ fn killed_generation_resumes_with_the_same_answers() {
     // discarded with a warning, not an error, and not mixed in.
     let out2 = tmp.path().join("run2");
     let state2 = out2.join(".resume/generations.jsonl");
-    let mut child = generate_cmd(&out2, 12, 3)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while lines(&state2) < 3 {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "finished before the kill"
-        );
-        assert!(Instant::now() < deadline, "no checkpoint after 300 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_after(generate_cmd(&out2, 12, 3), &state2, 3);
     let o = generate_cmd_with(&out2, 6, 3, 2).output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     ok(o);

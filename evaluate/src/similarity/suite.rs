@@ -115,6 +115,21 @@ fn id_string(v: &serde_json::Value) -> Option<String> {
 
 const ID_FIELDS: [&str; 4] = ["id", "question_id", "key", "task_id"];
 
+/// The id of record `line` of `path`: the first of [`ID_FIELDS`] that holds a string or an
+/// integer (integers in decimal). Errors name the file, the record and the fields looked for.
+fn record_id(r: &serde_json::Value, path: &Path, line: usize) -> Result<String> {
+    ID_FIELDS
+        .iter()
+        .find_map(|f| r.get(*f).and_then(id_string))
+        .with_context(|| {
+            format!(
+                "{}: record {line}: no id (one of {} as a string or integer)",
+                path.display(),
+                ID_FIELDS.join(", ")
+            )
+        })
+}
+
 /// The first `limit` prompts (all when `None`) of `source`.
 ///
 /// Errors: the data file is missing (naming it and where to put it), a line is malformed, a record
@@ -138,16 +153,7 @@ pub fn load_prompts(
     let mut out = Vec::with_capacity(records.len());
     for (i, r) in records.iter().enumerate() {
         let line = i + 1;
-        let id = ID_FIELDS
-            .iter()
-            .find_map(|f| r.get(*f).and_then(id_string))
-            .with_context(|| {
-                format!(
-                    "{}: record {line}: no id (one of {} as a string or integer)",
-                    path.display(),
-                    ID_FIELDS.join(", ")
-                )
-            })?;
+        let id = record_id(r, &path, line)?;
         let text = r
             .get("prompt")
             .or_else(|| r.get("text"))
@@ -239,16 +245,7 @@ pub fn read_samples(path: &Path) -> Result<Vec<Generation>> {
     let mut out = Vec::with_capacity(records.len());
     for (i, r) in records.iter().enumerate() {
         let line = i + 1;
-        let id = ID_FIELDS
-            .iter()
-            .find_map(|f| r.get(*f).and_then(id_string))
-            .with_context(|| {
-                format!(
-                    "{}: record {line}: no id (one of {} as a string or integer)",
-                    path.display(),
-                    ID_FIELDS.join(", ")
-                )
-            })?;
+        let id = record_id(r, path, line)?;
         let text = ["text", "generation", "output", "completion"]
             .iter()
             .find_map(|f| r.get(*f).and_then(|v| v.as_str()))
