@@ -318,46 +318,15 @@ fn eval_code(
         anyhow::bail!("--limit must be at least 1");
     }
     let data_dir = data_dir.unwrap_or_else(quantlab_tasks::default_data_dir);
-    let resolved = match &model {
-        Some(m) => {
-            let dir = quantlab_model::registry::resolve_model(m)?;
-            check_eval_out(out.as_deref(), &dir)?;
-            Some((quantlab_evaluate::model_info::model_info(m, &dir)?, dir))
-        }
-        None => None,
-    };
-    let info = match (&resolved, &samples) {
-        (Some((info, _)), _) => info.clone(),
-        (None, Some(s)) => codeeval::samples_model_info(s)?,
-        (None, None) => anyhow::bail!("give MODEL (to generate) or --samples FILE"),
-    };
-    if let Some(o) = &out {
-        if o.exists()
-            && std::fs::read_dir(o)
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(true)
-        {
-            anyhow::bail!(
-                "{}: run folder exists and is not empty; choose another --out or remove it",
-                o.display()
-            );
-        }
-    }
-    let mut backend = None;
-    let mut describe = serde_json::json!({ "backend": "samples" });
-    if samples.is_none() {
-        let (_, dir) = resolved.as_ref().expect("model checked above");
-        eprintln!(
-            "loading {} ({}) from {}",
-            info.name,
-            info.scheme,
-            dir.display()
-        );
-        let engine = quantlab_model::Engine::load(dir, engine_opts)?;
-        let be = local_backend(engine, &info, no_cache)?;
-        describe = be.describe();
-        backend = Some(be);
-    }
+    let (info, dir) = eval_identity(model.as_deref(), samples.as_deref(), out.as_deref())?;
+    check_out_empty(out.as_deref(), false)?;
+    let (mut backend, describe) = generating_backend(
+        dir.as_deref(),
+        samples.is_some(),
+        &info,
+        engine_opts,
+        no_cache,
+    )?;
     let out_dir = match out {
         Some(o) => o,
         None => quantlab_evaluate::new_run_dir(&runs_dir, &info.name)?,
@@ -397,6 +366,73 @@ fn eval_code(
     println!("samples: {} ({})", verdicts.len(), counts.join(", "));
     println!("run: {} ({:.1} s)", out_dir.display(), res.wall_time_s);
     Ok(())
+}
+
+/// The identity a code or similarity run records: MODEL resolved (its `--out` checked against the
+/// model folder), or, without MODEL, the samples file's. Returns it with the model folder.
+fn eval_identity(
+    model: Option<&str>,
+    samples: Option<&std::path::Path>,
+    out: Option<&std::path::Path>,
+) -> Result<(quantlab_evaluate::ModelInfo, Option<PathBuf>)> {
+    match (model, samples) {
+        (Some(m), _) => {
+            let dir = quantlab_model::registry::resolve_model(m)?;
+            check_eval_out(out, &dir)?;
+            Ok((
+                quantlab_evaluate::model_info::model_info(m, &dir)?,
+                Some(dir),
+            ))
+        }
+        (None, Some(s)) => Ok((quantlab_evaluate::codeeval::samples_model_info(s)?, None)),
+        (None, None) => anyhow::bail!("give MODEL (to generate) or --samples FILE"),
+    }
+}
+
+/// Refuse an `--out` that exists and is not empty, unless it holds an interrupted run to resume.
+fn check_out_empty(out: Option<&std::path::Path>, resuming: bool) -> Result<()> {
+    if let Some(o) = out.filter(|_| !resuming) {
+        if o.exists()
+            && std::fs::read_dir(o)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true)
+        {
+            anyhow::bail!(
+                "{}: run folder exists and is not empty; choose another --out or remove it",
+                o.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The model's backend when answers are generated (`dir` given and no samples file), with the
+/// settings to record; `(None, {"backend": "samples"})` when they come from a file.
+fn generating_backend(
+    dir: Option<&std::path::Path>,
+    samples: bool,
+    info: &quantlab_evaluate::ModelInfo,
+    engine_opts: quantlab_model::EngineOptions,
+    no_cache: bool,
+) -> Result<(
+    Option<Box<dyn quantlab_evaluate::Backend>>,
+    serde_json::Value,
+)> {
+    match dir.filter(|_| !samples) {
+        Some(dir) => {
+            eprintln!(
+                "loading {} ({}) from {}",
+                info.name,
+                info.scheme,
+                dir.display()
+            );
+            let engine = quantlab_model::Engine::load(dir, engine_opts)?;
+            let be = local_backend(engine, info, no_cache)?;
+            let describe = be.describe();
+            Ok((Some(be), describe))
+        }
+        None => Ok((None, serde_json::json!({ "backend": "samples" }))),
+    }
 }
 
 /// Refuse an eval `--out` inside the model folder (or holding it, or the current folder): a run
@@ -548,50 +584,19 @@ fn eval_similarity(a: SimilarityArgs) -> Result<()> {
     } else if a.samples.is_none() {
         suite::load_prompts(&source, &data_dir, a.limit)?;
     }
-    let resolved = match &a.model {
-        Some(m) => {
-            let dir = quantlab_model::registry::resolve_model(m)?;
-            check_eval_out(a.out.as_deref(), &dir)?;
-            Some((quantlab_evaluate::model_info::model_info(m, &dir)?, dir))
-        }
-        None => None,
-    };
-    let info = match (&resolved, &a.samples) {
-        (Some((info, _)), _) => info.clone(),
-        (None, Some(s)) => quantlab_evaluate::codeeval::samples_model_info(s)?,
-        (None, None) => anyhow::bail!("give MODEL (to generate) or --samples FILE"),
-    };
+    let (info, dir) = eval_identity(a.model.as_deref(), a.samples.as_deref(), a.out.as_deref())?;
     let resuming = a
         .out
         .as_ref()
         .is_some_and(|o| o.join(suite::RESUME_DIR).is_dir() && !o.join("results.json").exists());
-    if let Some(o) = &a.out {
-        let non_empty = o.exists()
-            && std::fs::read_dir(o)
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(true);
-        if non_empty && !resuming {
-            anyhow::bail!(
-                "{}: run folder exists and is not empty; choose another --out or remove it",
-                o.display()
-            );
-        }
-    }
-    let mut backend = None;
-    let mut describe = serde_json::json!({ "backend": "samples" });
-    if a.samples.is_none() {
-        let (_, dir) = resolved.as_ref().expect("model checked above");
-        eprintln!(
-            "loading {} ({}) from {}",
-            info.name,
-            info.scheme,
-            dir.display()
-        );
-        let engine = quantlab_model::Engine::load(dir, a.engine.clone())?;
-        let be = local_backend(engine, &info, a.no_cache)?;
-        describe = be.describe();
-        backend = Some(be);
-    }
+    check_out_empty(a.out.as_deref(), resuming)?;
+    let (mut backend, describe) = generating_backend(
+        dir.as_deref(),
+        a.samples.is_some(),
+        &info,
+        a.engine.clone(),
+        a.no_cache,
+    )?;
     let out_dir = match a.out {
         Some(o) => o,
         None => quantlab_evaluate::new_run_dir(&a.runs_dir, &info.name)?,
@@ -771,13 +776,13 @@ fn run(cli: Cli) -> Result<()> {
                 );
                 return Ok(());
             }
+            let engine = quantlab_model::EngineOptions {
+                device,
+                dtype,
+                batch_size,
+                ..Default::default()
+            };
             if suite.as_deref() == Some(quantlab_evaluate::similarity::suite::SUITE) {
-                let engine = quantlab_model::EngineOptions {
-                    device,
-                    dtype,
-                    batch_size,
-                    ..Default::default()
-                };
                 return eval_similarity(SimilarityArgs {
                     model,
                     samples,
@@ -785,7 +790,7 @@ fn run(cli: Cli) -> Result<()> {
                     data_dir,
                     runs_dir,
                     out,
-                    engine,
+                    engine: engine.clone(),
                     max_new_tokens,
                     baseline,
                     prompts,
@@ -800,12 +805,6 @@ fn run(cli: Cli) -> Result<()> {
                 .as_deref()
                 .and_then(quantlab_evaluate::codeeval::Suite::parse)
             {
-                let engine = quantlab_model::EngineOptions {
-                    device,
-                    dtype,
-                    batch_size,
-                    ..Default::default()
-                };
                 return eval_code(
                     cs,
                     model,
@@ -814,7 +813,7 @@ fn run(cli: Cli) -> Result<()> {
                     data_dir,
                     runs_dir,
                     out,
-                    engine,
+                    engine.clone(),
                     max_new_tokens.unwrap_or(512),
                     no_cache,
                 );
@@ -854,14 +853,8 @@ fn run(cli: Cli) -> Result<()> {
                     );
                 }
             }
-            let opts = quantlab_model::EngineOptions {
-                device,
-                dtype,
-                batch_size,
-                ..Default::default()
-            };
             eprintln!("loading {} ({}) from {}", model, info.scheme, dir.display());
-            let engine = quantlab_model::Engine::load(&dir, opts)?;
+            let engine = quantlab_model::Engine::load(&dir, engine)?;
             let mut be = local_backend(engine, &info, no_cache)?;
             // An interrupted run (resume state, no results.json) in --out is continued.
             let resuming = out.as_ref().is_some_and(|o| {
@@ -875,18 +868,7 @@ fn run(cli: Cli) -> Result<()> {
                         .map_or(String::new(), |o| o.display().to_string())
                 );
             }
-            if let Some(o) = out.as_ref().filter(|_| !resuming) {
-                if o.exists()
-                    && std::fs::read_dir(o)
-                        .map(|mut d| d.next().is_some())
-                        .unwrap_or(true)
-                {
-                    anyhow::bail!(
-                        "{}: run folder exists and is not empty; choose another --out or remove it",
-                        o.display()
-                    );
-                }
-            }
+            check_out_empty(out.as_deref(), resuming)?;
             if limit == Some(0) {
                 anyhow::bail!("--limit must be at least 1");
             }
