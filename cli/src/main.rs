@@ -134,11 +134,23 @@ enum Cmd {
         /// List the tasks and suites and exit.
         #[arg(long)]
         list_tasks: bool,
-        /// Code suites (humaneval, humanevalplus, mbpp, mbppplus): score these pre-generated
-        /// samples (JSONL: task_id and solution or completion) instead of generating; MODEL is
-        /// then optional (only recorded).
-        #[arg(long)]
-        samples: Option<PathBuf>,
+        /// FILE: score these pre-generated answers instead of generating (code suites: JSONL of
+        /// task_id and solution or completion; similarity: id and answer); MODEL is then optional
+        /// (only recorded). N (digits only; write ./N for a file so named): code suites generate N
+        /// samples per problem, which needs --temperature; pass@k is reported for k <= N.
+        #[arg(long, value_name = "FILE|N")]
+        samples: Option<String>,
+        /// Code suites: sample with this temperature (> 0) instead of decoding greedily
+        /// (EvalPlus: e.g. 0.8 with --samples 10 for pass@10; 0 = greedy).
+        #[arg(long, allow_negative_numbers = true)]
+        temperature: Option<f64>,
+        /// Code suites, with --temperature: nucleus sampling mass (EvalPlus's 0.95).
+        #[arg(long, default_value_t = 0.95, allow_negative_numbers = true)]
+        top_p: f64,
+        /// Code suites, with --temperature: the run's seed; each sample's stream is seeded from
+        /// it, the task id and the sample's index, so a re-run gives the same samples.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
         /// Maximum new tokens per generated answer (code suites: 512; similarity: 1024 on CUDA,
         /// 256 on CPU).
         #[arg(long)]
@@ -305,6 +317,7 @@ fn eval_code(
     suite: quantlab_evaluate::codeeval::Suite,
     model: Option<String>,
     samples: Option<PathBuf>,
+    decoding: quantlab_evaluate::codeeval::generate::Decoding,
     limit: Option<usize>,
     data_dir: Option<PathBuf>,
     runs_dir: PathBuf,
@@ -340,6 +353,7 @@ fn eval_code(
             .as_mut()
             .map(|b| &mut **b as &mut dyn quantlab_evaluate::Backend),
         max_new_tokens,
+        decoding,
         run: codeeval::CodeRunOptions {
             out_dir: out_dir.clone(),
             model: info,
@@ -485,6 +499,21 @@ fn report_cache(be: Option<&dyn quantlab_evaluate::Backend>) {
             st.hits + st.misses,
             st.misses
         );
+    }
+}
+
+/// `--samples`: a file of answers, or (digits only) a number of samples per problem.
+enum SamplesArg {
+    File(PathBuf),
+    Count(usize),
+}
+
+impl SamplesArg {
+    fn parse(s: &str) -> SamplesArg {
+        match s.parse::<usize>() {
+            Ok(n) if s.bytes().all(|b| b.is_ascii_digit()) => SamplesArg::Count(n),
+            _ => SamplesArg::File(PathBuf::from(s)),
+        }
     }
 }
 
@@ -761,12 +790,41 @@ fn run(cli: Cli) -> Result<()> {
             batch_size,
             list_tasks,
             samples,
+            temperature,
+            top_p,
+            seed,
             max_new_tokens,
             baseline,
             prompts,
             stem,
             no_cache,
         } => {
+            let (samples, n_samples) = match samples.as_deref().map(SamplesArg::parse) {
+                Some(SamplesArg::File(f)) => (Some(f), None),
+                Some(SamplesArg::Count(n)) => (None, Some(n)),
+                None => (None, None),
+            };
+            let is_code = suite
+                .as_deref()
+                .and_then(quantlab_evaluate::codeeval::Suite::parse)
+                .is_some();
+            if !is_code && (n_samples.is_some() || temperature.is_some()) {
+                anyhow::bail!(
+                    "--samples N and --temperature are for the code suites (humaneval, \
+                     humanevalplus, mbpp, mbppplus); other tasks decode as their specs say"
+                );
+            }
+            if samples.is_some() && temperature.is_some() {
+                anyhow::bail!(
+                    "--temperature is for generating; a --samples FILE's answers are given"
+                );
+            }
+            let decoding = quantlab_evaluate::codeeval::generate::Decoding {
+                n_samples: n_samples.unwrap_or(1),
+                sampling: temperature.filter(|&t| t != 0.0).map(|t| (t, top_p)),
+                seed,
+            };
+            decoding.validate()?;
             if list_tasks {
                 println!("tasks:  {}", quantlab_tasks::list_tasks().join(", "));
                 println!("suites: {}", quantlab_tasks::list_suites().join(", "));
@@ -809,6 +867,7 @@ fn run(cli: Cli) -> Result<()> {
                     cs,
                     model,
                     samples,
+                    decoding,
                     limit,
                     data_dir,
                     runs_dir,

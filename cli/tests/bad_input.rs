@@ -421,3 +421,84 @@ fn degenerate_values_and_outputs_inside_the_model() {
     ]);
     assert_one_error_line(code, &err, &["--batch-tokens must be at least 1"]);
 }
+
+/// Code-suite sampling flags: N greedy samples, a temperature with a samples file, sampling flags
+/// on a non-code suite and out-of-range settings are refused before anything is generated.
+#[test]
+fn sampling_flags_are_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let o = out.to_str().unwrap();
+    let m = common::default_model();
+    let m = m.to_str().unwrap();
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--suite", "humaneval", "--samples", "10"],
+            &["--samples 10", "identical", "--temperature"],
+        ),
+        (
+            &[
+                "--suite",
+                "humaneval",
+                "--samples",
+                "5",
+                "--temperature",
+                "-1",
+            ],
+            &["temperature must be > 0"],
+        ),
+        (
+            &[
+                "--suite",
+                "humaneval",
+                "--samples",
+                "5",
+                "--temperature",
+                "0.8",
+                "--top-p",
+                "0",
+            ],
+            &["top_p"],
+        ),
+        (
+            &[
+                "--suite",
+                "humaneval",
+                "--samples",
+                "0",
+                "--temperature",
+                "0.8",
+            ],
+            &["--samples must be at least 1"],
+        ),
+        (
+            &[
+                "--suite",
+                "smoke",
+                "--samples",
+                "10",
+                "--temperature",
+                "0.8",
+            ],
+            &["code suites"],
+        ),
+        (
+            &[
+                "--suite",
+                "humaneval",
+                "--samples",
+                "x.jsonl",
+                "--temperature",
+                "0.8",
+            ],
+            &["--temperature", "samples FILE"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let mut a = vec!["eval", m, "--out", o];
+        a.extend_from_slice(args);
+        let (code, _, err) = quantlab(&a);
+        assert_one_error_line(code, &err, needles);
+        assert!(!out.exists(), "{args:?} left {}", out.display());
+    }
+}

@@ -118,7 +118,7 @@ fn layouts_match_llm_compressor_and_engine_loads_them() {
         )
         .unwrap();
         let ctx = e.tokenizer.encode("The capital of France is").unwrap();
-        let g = e.generate(&[ctx], 4, &[], &|_| {}).unwrap();
+        let g = e.generate(&[ctx], 4, &[], &[], &|_| {}).unwrap();
         assert_eq!(g[0].ids.len(), 4);
     }
 }

@@ -24,7 +24,7 @@ pub struct Loglikelihood {
     pub is_greedy: bool,
 }
 
-/// Greedy generation request (lm-eval `generate_until`).
+/// Generation request (lm-eval `generate_until`): greedy, or sampled when `sampling` is set.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct GenerateRequest {
     /// Prompt text (already chat-templated when the task asks for it).
@@ -33,6 +33,10 @@ pub struct GenerateRequest {
     pub until: Vec<String>,
     /// Maximum number of new tokens.
     pub max_gen_toks: usize,
+    /// Temperature / top-p / seed of this request's sample; `None` decodes greedily. Left out of
+    /// the serialized request when `None`, so greedy requests keep their request-cache keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<quantlab_model::Sampling>,
 }
 
 /// One chat message.
@@ -68,7 +72,8 @@ pub trait Backend {
         progress: &dyn Fn(usize),
     ) -> anyhow::Result<Vec<Loglikelihood>>;
 
-    /// Greedy generation of `context` until one of `until` or `max_gen_toks`; the returned text
+    /// Generation of `context` (greedy, or sampled as the request's `sampling` says) until one
+    /// of `until` or `max_gen_toks`; the returned text
     /// excludes the stop string (lm-eval `generate_until`: the text is cut before the first
     /// occurrence of any stop string). Answers are in request order; `progress(n)` as above.
     fn generate_until(

@@ -423,6 +423,7 @@ mod tests {
             context: "p".into(),
             until: vec!["\n".into()],
             max_gen_toks: 4,
+            sampling: None,
         };
         b.loglikelihood(&[ll("a"), ll("ccc")], &|_| {}).unwrap();
         b.generate_until(std::slice::from_ref(&g), &|_| {}).unwrap();

@@ -199,7 +199,11 @@ impl Backend for LocalBackend {
                 }
                 prompts.push(ids);
             }
-            let gens = self.engine.generate(&prompts, max_new, &until, progress)?;
+            let sampling: Vec<Option<quantlab_model::Sampling>> =
+                idx.iter().map(|&i| reqs[i].sampling).collect();
+            let gens = self
+                .engine
+                .generate(&prompts, max_new, &until, &sampling, progress)?;
             for (&i, g) in idx.iter().zip(gens) {
                 out[i] = g.text;
             }

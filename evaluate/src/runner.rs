@@ -396,6 +396,7 @@ fn run_generation(
             context: c.clone(),
             until: gk.until.clone(),
             max_gen_toks: gk.max_gen_toks,
+            sampling: None,
         })
         .collect();
     let gens = call_backend(name, "generate_until", reqs.len(), |p| {

@@ -7,8 +7,7 @@ use quantlab_evaluate::codeeval::{self, generate, CodeEval, CodeRunOptions, Suit
 use quantlab_evaluate::local::LocalBackend;
 use quantlab_evaluate::Backend;
 
-#[test]
-fn greedy_pass_at_1_on_two_humaneval_problems() {
+fn model_dir() -> std::path::PathBuf {
     let dir = std::env::var("QUANTLAB_MODEL_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| {
@@ -20,8 +19,12 @@ fn greedy_pass_at_1_on_two_humaneval_problems() {
         "default model missing at {}",
         dir.display()
     );
+    dir
+}
+
+fn backend(dir: &std::path::Path) -> LocalBackend {
     let engine = quantlab_model::Engine::load(
-        &dir,
+        dir,
         quantlab_model::EngineOptions {
             device: "cpu".into(),
             dtype: "float32".into(),
@@ -29,7 +32,13 @@ fn greedy_pass_at_1_on_two_humaneval_problems() {
         },
     )
     .unwrap();
-    let mut be = LocalBackend::new(engine);
+    LocalBackend::new(engine)
+}
+
+#[test]
+fn greedy_pass_at_1_on_two_humaneval_problems() {
+    let dir = model_dir();
+    let mut be = backend(&dir);
     let data = quantlab_tasks::default_data_dir();
     let probs = codeeval::load_problems(Suite::HumanEval, &data, Some(2)).unwrap();
     let (req, chat) = generate::request(&be, Suite::HumanEval, &probs[0], 128);
@@ -50,6 +59,7 @@ fn greedy_pass_at_1_on_two_humaneval_problems() {
         samples: None,
         backend: Some(&mut be),
         max_new_tokens: 128,
+        decoding: generate::Decoding::GREEDY,
         run: CodeRunOptions {
             out_dir: out.path().join("run"),
             model: quantlab_evaluate::model_info::model_info("smollm2-135m", &dir).unwrap(),
@@ -76,4 +86,106 @@ fn greedy_pass_at_1_on_two_humaneval_problems() {
             .map(|v| (&v.task_id, v.status, &v.reason))
             .collect::<Vec<_>>()
     );
+}
+
+/// Sampling (temperature 0.8, top-p 0.95): n samples per problem in problem order, pass@1 as the
+/// unbiased estimator over them, settings recorded, each sample reproducible from (seed, task,
+/// index) whatever else is in its batch, and the seed changing the samples.
+#[test]
+fn sampled_solutions_are_seeded_per_sample() {
+    let dir = model_dir();
+    let mut be = backend(&dir);
+    let data = quantlab_tasks::default_data_dir();
+    let probs = codeeval::load_problems(Suite::HumanEval, &data, Some(2)).unwrap();
+    let decoding = generate::Decoding {
+        n_samples: 3,
+        sampling: Some((0.8, 0.95)),
+        seed: 7,
+    };
+    let out = tempfile::tempdir().unwrap();
+    let describe = be.describe();
+    let (res, verdicts) = codeeval::run_code_eval(CodeEval {
+        suite: Suite::HumanEval,
+        data_dir: data.clone(),
+        limit: Some(2),
+        samples: None,
+        backend: Some(&mut be),
+        max_new_tokens: 48,
+        decoding,
+        run: CodeRunOptions {
+            out_dir: out.path().join("run"),
+            model: quantlab_evaluate::model_info::model_info("smollm2-135m", &dir).unwrap(),
+            backend: describe,
+            limit: Some(2),
+        },
+    })
+    .unwrap();
+    let ids: Vec<&str> = verdicts.iter().map(|v| v.task_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "HumanEval/0",
+            "HumanEval/0",
+            "HumanEval/0",
+            "HumanEval/1",
+            "HumanEval/1",
+            "HumanEval/1"
+        ]
+    );
+    let t = &res.tasks["humaneval"];
+    let per_task: Vec<f64> = verdicts
+        .chunks(3)
+        .map(|c| {
+            c.iter()
+                .filter(|v| v.status == codeeval::Status::Pass)
+                .count() as f64
+                / 3.0
+        })
+        .collect();
+    assert!((t.metrics["pass@1"].value - (per_task[0] + per_task[1]) / 2.0).abs() < 1e-12);
+    assert!(
+        !t.metrics.contains_key("pass@10"),
+        "3 samples cannot give pass@10"
+    );
+    let g = &res.backend["generation"];
+    assert_eq!(g["decoding"], "sampling");
+    assert_eq!(g["n_samples"], 3);
+    assert_eq!(g["temperature"], 0.8);
+    assert_eq!(g["top_p"], 0.95);
+    assert_eq!(g["seed"], 7);
+    // Three samples of one problem at temperature 0.8 over 48 tokens are not all one text.
+    assert!(
+        verdicts[0].solution != verdicts[1].solution
+            || verdicts[1].solution != verdicts[2].solution,
+        "samples identical: {:?}",
+        verdicts[0].solution
+    );
+    // HumanEval/1's samples again, alone in their batch: the same texts.
+    let again = generate::generate(
+        &mut be,
+        Suite::HumanEval,
+        &probs[1..],
+        48,
+        decoding,
+        &|_| {},
+    )
+    .unwrap();
+    let again: Vec<&str> = again.iter().map(|g| g.sample.solution.as_str()).collect();
+    let first: Vec<&str> = verdicts[3..].iter().map(|v| v.solution.as_str()).collect();
+    assert_eq!(again, first);
+    // Another seed, other samples.
+    let other = generate::generate(
+        &mut be,
+        Suite::HumanEval,
+        &probs[1..],
+        48,
+        generate::Decoding {
+            seed: 8,
+            ..decoding
+        },
+        &|_| {},
+    )
+    .unwrap();
+    let other: Vec<&str> = other.iter().map(|g| g.sample.solution.as_str()).collect();
+    assert_ne!(other, first);
 }

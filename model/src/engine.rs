@@ -5,8 +5,9 @@
 //! that predict the continuation, the sum of the continuation's log-probs, and `is_greedy` when
 //! every continuation token is the argmax. Requests are sorted by length (longest first) and
 //! right-padded into batches, so padding never sits before a real token.
-//! `generate` is greedy with a KV cache over left-padded batches (positions count real tokens
-//! only), stopping at EOS ids, stop strings or `max_new_tokens`.
+//! `generate` decodes with a KV cache over left-padded batches (positions count real tokens
+//! only), stopping at EOS ids, stop strings or `max_new_tokens`: greedily, or per prompt by
+//! temperature + nucleus (top-p) sampling ([`Sampling`]) with a seeded stream per prompt.
 
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
@@ -105,6 +106,108 @@ pub struct Generation {
     pub ids: Vec<i64>,
     /// Decoded text without special tokens, cut before the first stop string.
     pub text: String,
+}
+
+/// Temperature + nucleus (top-p) sampling for one prompt, as vLLM's and transformers' samplers
+/// define it (EvalPlus samples with `top_p = 0.95` and the user's temperature): the next token is
+/// drawn from `softmax(logits / temperature)` (fp32) restricted to the smallest set of most
+/// probable tokens whose probability reaches `top_p` (the most probable token is always kept),
+/// renormalised.
+///
+/// Randomness: one uniform per generated token from a ChaCha8 stream seeded with `seed`, turned
+/// into a token by inverse-CDF over the sorted probabilities. So a prompt's sample depends only on
+/// its seed and logits, not on which other prompts share its batch (logits themselves can move in
+/// the last bits with batch composition in bfloat16).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Sampling {
+    /// Softmax temperature, > 0.
+    pub temperature: f64,
+    /// Nucleus mass in (0, 1]; 1 keeps every token.
+    pub top_p: f64,
+    /// Seed of this prompt's random stream.
+    pub seed: u64,
+}
+
+impl Eq for Sampling {}
+
+impl std::hash::Hash for Sampling {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.temperature.to_bits().hash(h);
+        self.top_p.to_bits().hash(h);
+        self.seed.hash(h);
+    }
+}
+
+impl Sampling {
+    /// Check the ranges: temperature finite and > 0, top_p in (0, 1].
+    pub fn validate(&self) -> Result<()> {
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return Err(ModelError::Other(format!(
+                "sampling temperature must be > 0 (got {}); use greedy decoding for 0",
+                self.temperature
+            )));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(ModelError::Other(format!(
+                "top_p must be in (0, 1] (got {})",
+                self.top_p
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Next tokens for a batch of last-position logits `[b, vocab]` (any float dtype): the argmax for
+/// rows without sampling; for the others, inverse-CDF sampling of [`Sampling`] with the uniform
+/// `u[r]` in [0, 1). Returns `b` token ids (on the host).
+pub fn next_tokens(logits: &Tensor, sampling: &[Option<Sampling>], u: &[f64]) -> Result<Vec<i64>> {
+    let greedy = Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu))?;
+    if sampling.iter().all(|s| s.is_none()) {
+        return Ok(greedy);
+    }
+    let dev = logits.device();
+    let rows: Vec<i64> = (0..sampling.len() as i64)
+        .filter(|&r| sampling[r as usize].is_some())
+        .collect();
+    let pick = |f: &dyn Fn(&Sampling) -> f64| -> Tensor {
+        let v: Vec<f64> = rows
+            .iter()
+            .map(|&r| f(sampling[r as usize].as_ref().expect("sampled row")))
+            .collect();
+        Tensor::from_slice(&v)
+            .to_kind(Kind::Float)
+            .view([-1, 1])
+            .to_device(dev)
+    };
+    let temp = pick(&|s| s.temperature);
+    let top_p = pick(&|s| s.top_p);
+    let uu: Vec<f64> = rows.iter().map(|&r| u[r as usize]).collect();
+    let uu = Tensor::from_slice(&uu)
+        .to_kind(Kind::Float)
+        .view([-1, 1])
+        .to_device(dev);
+    let idx_rows = Tensor::from_slice(&rows).to_device(dev);
+    let l = logits.index_select(0, &idx_rows).to_kind(Kind::Float) / temp;
+    let (sorted, order) = l.sort(-1, true);
+    let probs = sorted.softmax(-1, Kind::Float);
+    let cum = probs.cumsum(-1, Kind::Float);
+    // Keep the smallest prefix whose mass reaches top_p (the first token always).
+    let keep = (&cum - &probs).lt_tensor(&top_p);
+    let n_keep = keep.sum_dim_intlist(-1, true, Kind::Int64);
+    let mass = (&probs * keep.to_kind(Kind::Float)).sum_dim_intlist(-1, true, Kind::Float);
+    let target = uu * mass;
+    let j = cum
+        .lt_tensor(&target)
+        .logical_and(&keep)
+        .sum_dim_intlist(-1, true, Kind::Int64)
+        .minimum(&(n_keep - 1));
+    let tok = order.gather(-1, &j, false).squeeze_dim(-1);
+    let tok = Vec::<i64>::try_from(tok.to_device(Device::Cpu))?;
+    let mut out = greedy;
+    for (k, &r) in rows.iter().enumerate() {
+        out[r as usize] = tok[k];
+    }
+    Ok(out)
 }
 
 /// A model ready to score and generate.
@@ -236,15 +339,29 @@ impl Engine {
         Ok(out)
     }
 
-    /// Greedy generation for token prompts, batched. Stops per sequence at an EOS id, when the
-    /// decoded text contains one of `stop`, or after `max_new_tokens`.
+    /// Generation for token prompts, batched. Stops per sequence at an EOS id, when the decoded
+    /// text contains one of `stop`, or after `max_new_tokens`. `sampling[i]` samples prompt `i`
+    /// ([`Sampling`]); `None`, or an empty `sampling`, decodes greedily. Errors: an empty prompt,
+    /// a prompt + `max_new_tokens` beyond the context window, a `sampling` of another length than
+    /// `prompts`, or sampling settings out of range.
     pub fn generate(
         &self,
         prompts: &[Vec<i64>],
         max_new_tokens: usize,
         stop: &[String],
+        sampling: &[Option<Sampling>],
         progress: &dyn Fn(usize),
     ) -> Result<Vec<Generation>> {
+        if !sampling.is_empty() && sampling.len() != prompts.len() {
+            return Err(ModelError::Other(format!(
+                "generate: {} sampling settings for {} prompts",
+                sampling.len(),
+                prompts.len()
+            )));
+        }
+        for s in sampling.iter().flatten() {
+            s.validate()?;
+        }
         let mut out: Vec<Option<Generation>> = vec![None; prompts.len()];
         let mut order: Vec<usize> = (0..prompts.len()).collect();
         order.sort_by(|&a, &b| prompts[b].len().cmp(&prompts[a].len()).then(a.cmp(&b)));
@@ -256,7 +373,12 @@ impl Engine {
             let batch: Vec<usize> = order[pos..(pos + cap).min(order.len())].to_vec();
             pos += batch.len();
             let batch_prompts: Vec<&Vec<i64>> = batch.iter().map(|&i| &prompts[i]).collect();
-            let gens = self.generate_batch(&batch_prompts, max_new_tokens, stop)?;
+            let batch_sampling: Vec<Option<Sampling>> = batch
+                .iter()
+                .map(|&i| sampling.get(i).copied().flatten())
+                .collect();
+            let gens =
+                self.generate_batch(&batch_prompts, max_new_tokens, stop, &batch_sampling)?;
             for (&i, g) in batch.iter().zip(gens) {
                 out[i] = Some(g);
             }
@@ -273,8 +395,14 @@ impl Engine {
         prompts: &[&Vec<i64>],
         max_new: usize,
         stop: &[String],
+        sampling: &[Option<Sampling>],
     ) -> Result<Vec<Generation>> {
+        use rand::{Rng, SeedableRng};
         let b = prompts.len() as i64;
+        let mut rngs: Vec<Option<rand_chacha::ChaCha8Rng>> = sampling
+            .iter()
+            .map(|s| s.map(|s| rand_chacha::ChaCha8Rng::seed_from_u64(s.seed)))
+            .collect();
         let t = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
         if prompts.iter().any(|p| p.is_empty()) {
             return Err(ModelError::Other("generate: empty prompt".into()));
@@ -314,8 +442,13 @@ impl Engine {
         let mut done = vec![false; b as usize];
         let mut texts: Vec<Option<String>> = vec![None; b as usize];
         for _step in 0..max_new {
-            let next: Vec<i64> =
-                Vec::<i64>::try_from(last.argmax(-1, false).to_device(Device::Cpu))?;
+            // One uniform per sampled row and step, drawn whether or not the row is done, so a
+            // stream never depends on its neighbours.
+            let u: Vec<f64> = rngs
+                .iter_mut()
+                .map(|r| r.as_mut().map(|r| r.random::<f64>()).unwrap_or(0.0))
+                .collect();
+            let next = next_tokens(&last, sampling, &u)?;
             for r in 0..b as usize {
                 if done[r] {
                     continue;
@@ -362,5 +495,77 @@ impl Engine {
             });
         }
         Ok(res)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(logits: &[f32], s: Sampling, u: f64) -> i64 {
+        let t = Tensor::from_slice(logits).view([1, -1]);
+        next_tokens(&t, &[Some(s)], &[u]).unwrap()[0]
+    }
+
+    /// Inverse-CDF over the probabilities sorted high to low, checked against the distribution
+    /// written out by hand: p = (0.1, 0.2, 0.3, 0.4) gives token 3 for u in [0, 0.4), 2 for
+    /// [0.4, 0.7), 1 for [0.7, 0.9), 0 for [0.9, 1).
+    #[test]
+    fn sampling_follows_the_softmax_cdf() {
+        let p = [0.1f32, 0.2, 0.3, 0.4];
+        let logits: Vec<f32> = p.iter().map(|x| x.ln()).collect();
+        let s = Sampling {
+            temperature: 1.0,
+            top_p: 1.0,
+            seed: 0,
+        };
+        for (u, want) in [
+            (0.0, 3),
+            (0.39, 3),
+            (0.41, 2),
+            (0.69, 2),
+            (0.71, 1),
+            (0.89, 1),
+            (0.91, 0),
+            (0.999, 0),
+        ] {
+            assert_eq!(one(&logits, s, u), want, "u = {u}");
+        }
+        // top_p 0.7 keeps {3, 2} (mass 0.7): u < 4/7 gives 3, else 2.
+        let s7 = Sampling { top_p: 0.7, ..s };
+        assert_eq!(one(&logits, s7, 0.56), 3);
+        assert_eq!(one(&logits, s7, 0.58), 2);
+        assert_eq!(one(&logits, s7, 0.999), 2);
+        // A tiny top_p is greedy.
+        let s0 = Sampling { top_p: 1e-9, ..s };
+        assert_eq!(one(&logits, s0, 0.999), 3);
+        // Temperature 2: p ~ sqrt(p) = (0.316, 0.447, 0.548, 0.632) / 1.943; token 3 up to 0.3254.
+        let s2 = Sampling {
+            temperature: 2.0,
+            ..s
+        };
+        assert_eq!(one(&logits, s2, 0.32), 3);
+        assert_eq!(one(&logits, s2, 0.33), 2);
+    }
+
+    /// Greedy rows keep the argmax when other rows of the batch sample.
+    #[test]
+    fn greedy_rows_beside_sampled_rows() {
+        let t = Tensor::from_slice(&[0.0f32, 5.0, 1.0, 0.0, 5.0, 1.0]).view([2, 3]);
+        let s = Sampling {
+            temperature: 1.0,
+            top_p: 1.0,
+            seed: 0,
+        };
+        // Row 1 samples with u = 0.999, past the cumulative 0.9934 of tokens 1 and 2: token 0.
+        let got = next_tokens(&t, &[None, Some(s)], &[0.999, 0.999]).unwrap();
+        assert_eq!(got, vec![1, 0]);
+        assert!(Sampling {
+            temperature: 0.0,
+            ..s
+        }
+        .validate()
+        .is_err());
+        assert!(Sampling { top_p: 1.01, ..s }.validate().is_err());
     }
 }

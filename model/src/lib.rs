@@ -11,7 +11,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use config::LlamaConfig;
-pub use engine::{Engine, EngineOptions, Generation, Score};
+pub use engine::{Engine, EngineOptions, Generation, Sampling, Score};
 pub use error::{ModelError, Result};
 pub use tokenizer::{Message, Tokenizer};
 pub use weights::Weights;

@@ -88,11 +88,13 @@ fn logits_and_greedy_match_transformers() {
         prompts.push(ids);
     }
     // Greedy 32 tokens, all prompts in one batch (left padding) and one at a time.
-    let batched = e.generate(&prompts, 32, &[], &|_| {}).unwrap();
+    let batched = e.generate(&prompts, 32, &[], &[], &|_| {}).unwrap();
     for (ci, c) in cases.iter().enumerate() {
         let want = ids_of(&c["greedy32_ids"]);
         assert_eq!(batched[ci].ids, want, "case {ci}: batched greedy ids");
-        let single = e.generate(&prompts[ci..ci + 1], 32, &[], &|_| {}).unwrap();
+        let single = e
+            .generate(&prompts[ci..ci + 1], 32, &[], &[], &|_| {})
+            .unwrap();
         assert_eq!(single[0].ids, want, "case {ci}: unbatched greedy ids");
     }
 }
@@ -136,7 +138,7 @@ fn batched_scores_equal_unbatched() {
     // The model's own greedy continuation must score as greedy, and a changed token must not.
     let ctx = reqs[0].0.clone();
     let g = e
-        .generate(std::slice::from_ref(&ctx), 6, &[], &|_| {})
+        .generate(std::slice::from_ref(&ctx), 6, &[], &[], &|_| {})
         .unwrap()
         .remove(0);
     let s = e.score(&[(ctx.clone(), g.ids.clone())], &|_| {}).unwrap()[0];

@@ -7,7 +7,10 @@
 //! - models without a chat template: plain completion of the problem's prompt, stopping at
 //!   EvalPlus's direct-completion stop strings; the solution is prompt + completion.
 //!
-//! Greedy decoding (pass@1), as the backend's `generate_until` does.
+//! Decoding: greedy (one sample per problem, pass@1), or `n` samples per problem drawn with
+//! temperature + top-p ([`Decoding`]; EvalPlus samples with `top_p = 0.95`), each sample with its
+//! own seed derived from the run's seed, the task id and the sample's index, so a sample does not
+//! depend on the batch it was generated in, and a re-run reproduces it.
 
 use anyhow::Result;
 
@@ -42,6 +45,72 @@ pub fn task_prompt(suite: Suite, p: &Problem) -> String {
     }
 }
 
+/// How solutions are decoded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decoding {
+    /// Samples per problem (1 for greedy).
+    pub n_samples: usize,
+    /// `None`: greedy. Otherwise temperature (> 0) and top-p (in (0, 1]).
+    pub sampling: Option<(f64, f64)>,
+    /// The run's seed; sample `j` of task `t` uses [`sample_seed`]`(seed, t, j)`.
+    pub seed: u64,
+}
+
+impl Decoding {
+    /// One greedy sample per problem.
+    pub const GREEDY: Decoding = Decoding {
+        n_samples: 1,
+        sampling: None,
+        seed: 0,
+    };
+
+    /// Check the combination: at least one sample; more than one only when sampling (greedy
+    /// samples would all be the same); temperature > 0 and top-p in (0, 1].
+    pub fn validate(&self) -> Result<()> {
+        if self.n_samples == 0 {
+            anyhow::bail!("--samples must be at least 1");
+        }
+        match self.sampling {
+            None if self.n_samples > 1 => anyhow::bail!(
+                "--samples {} with greedy decoding would give {} identical samples; pass \
+                 --temperature T (> 0; EvalPlus uses e.g. 0.8 for pass@10)",
+                self.n_samples,
+                self.n_samples
+            ),
+            Some((temperature, top_p)) => quantlab_model::Sampling {
+                temperature,
+                top_p,
+                seed: 0,
+            }
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{e}")),
+            None => Ok(()),
+        }
+    }
+
+    /// The settings recorded in the run.
+    pub fn describe(&self) -> serde_json::Value {
+        match self.sampling {
+            None => serde_json::json!({ "decoding": "greedy", "n_samples": self.n_samples }),
+            Some((t, p)) => serde_json::json!({
+                "decoding": "sampling",
+                "n_samples": self.n_samples,
+                "temperature": t,
+                "top_p": p,
+                "seed": self.seed,
+            }),
+        }
+    }
+}
+
+/// The seed of sample `j` of `task_id` in a run seeded `seed`: the first 8 bytes (little-endian)
+/// of sha256(`"{seed}/{task_id}/{j}"`).
+pub fn sample_seed(seed: u64, task_id: &str, j: usize) -> u64 {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(format!("{seed}/{task_id}/{j}").as_bytes());
+    u64::from_le_bytes(h[..8].try_into().expect("8 bytes"))
+}
+
 /// The request for one problem and whether it is a chat prompt (`false`: plain completion).
 pub fn request(
     backend: &dyn Backend,
@@ -61,6 +130,7 @@ pub fn request(
                     context: format!("{ctx}{RESPONSE_PREFIX}\n```python\n"),
                     until,
                     max_gen_toks: max_new,
+                    sampling: None,
                 },
                 true,
             )
@@ -79,6 +149,7 @@ pub fn request(
                     context: task,
                     until,
                     max_gen_toks: max_new,
+                    sampling: None,
                 },
                 false,
             )
@@ -118,24 +189,40 @@ pub struct Generated {
     pub generation: String,
 }
 
-/// Greedy solutions for `problems` (one each). `progress(n)` as [`Backend::generate_until`].
+/// Solutions for `problems`: `decoding.n_samples` per problem, problem after problem (the samples
+/// of one problem together, in index order). `progress(n)` as [`Backend::generate_until`].
 pub fn generate(
     backend: &mut dyn Backend,
     suite: Suite,
     problems: &[Problem],
     max_new: usize,
+    decoding: Decoding,
     progress: &dyn Fn(usize),
 ) -> Result<Vec<Generated>> {
-    let mut reqs = Vec::with_capacity(problems.len());
-    let mut chat = Vec::with_capacity(problems.len());
+    decoding.validate()?;
+    let n = decoding.n_samples;
+    let mut reqs = Vec::with_capacity(problems.len() * n);
+    let mut chat = Vec::with_capacity(problems.len() * n);
+    let mut owners = Vec::with_capacity(problems.len() * n);
     for p in problems {
         let (r, c) = request(backend, suite, p, max_new);
-        reqs.push(r);
-        chat.push(c);
+        for j in 0..n {
+            let mut r = r.clone();
+            r.sampling = decoding
+                .sampling
+                .map(|(temperature, top_p)| quantlab_model::Sampling {
+                    temperature,
+                    top_p,
+                    seed: sample_seed(decoding.seed, &p.task_id, j),
+                });
+            reqs.push(r);
+            chat.push(c);
+            owners.push(p);
+        }
     }
     let gens = backend.generate_until(&reqs, progress)?;
-    Ok(problems
-        .iter()
+    Ok(owners
+        .into_iter()
         .zip(reqs)
         .zip(chat)
         .zip(gens)
@@ -172,5 +259,44 @@ mod tests {
             "def g():\n    pass\n"
         );
         assert_eq!(extract_code("x = 1"), "x = 1\n");
+    }
+
+    #[test]
+    fn sample_seeds_are_stable_and_distinct() {
+        // sha256("0/HumanEval/0/0")[..8] little-endian, computed with Python's hashlib.
+        assert_eq!(sample_seed(0, "HumanEval/0", 0), 7408117599704801633);
+        let a = sample_seed(0, "HumanEval/0", 1);
+        assert_ne!(a, sample_seed(0, "HumanEval/0", 0));
+        assert_ne!(a, sample_seed(1, "HumanEval/0", 1));
+        assert_ne!(a, sample_seed(0, "HumanEval/1", 1));
+    }
+
+    #[test]
+    fn greedy_refuses_several_samples_and_bad_ranges() {
+        let d = Decoding {
+            n_samples: 10,
+            ..Decoding::GREEDY
+        };
+        assert!(d.validate().unwrap_err().to_string().contains("identical"));
+        for (t, p) in [
+            (0.0, 0.95),
+            (-1.0, 0.95),
+            (0.8, 0.0),
+            (0.8, 1.5),
+            (f64::NAN, 0.9),
+        ] {
+            let d = Decoding {
+                n_samples: 2,
+                sampling: Some((t, p)),
+                seed: 0,
+            };
+            assert!(d.validate().is_err(), "{t} {p}");
+        }
+        let ok = Decoding {
+            n_samples: 10,
+            sampling: Some((0.8, 0.95)),
+            seed: 3,
+        };
+        ok.validate().unwrap();
     }
 }

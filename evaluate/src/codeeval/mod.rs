@@ -783,7 +783,7 @@ pub fn pass_at_k(n: usize, c: usize, k: usize) -> f64 {
     1.0 - prod
 }
 
-/// pass@k metrics of verdicts: `pass@k` for k in {1, 10} where every problem has at least k
+/// pass@k metrics of verdicts: `pass@k` for k in {1, 10, 100} where every problem has at least k
 /// samples (EvalPlus reports a k only then), from the overall status; for plus suites also
 /// `base_pass@k` (base tests only). stderr is the standard error of the per-problem values.
 pub fn pass_metrics(suite: Suite, verdicts: &[Verdict]) -> BTreeMap<String, MetricValue> {
@@ -796,7 +796,7 @@ pub fn pass_metrics(suite: Suite, verdicts: &[Verdict]) -> BTreeMap<String, Metr
     }
     let min_n = per.values().map(|e| e.0).min().unwrap_or(0);
     let mut out = BTreeMap::new();
-    for k in [1usize, 10] {
+    for k in [1usize, 10, 100] {
         if min_n < k {
             continue;
         }
@@ -931,6 +931,8 @@ pub struct CodeEval<'a> {
     pub backend: Option<&'a mut dyn Backend>,
     /// Maximum new tokens per generation.
     pub max_new_tokens: usize,
+    /// Greedy, or n samples per problem with temperature / top-p / seed.
+    pub decoding: generate::Decoding,
     /// Run folder, model identity, settings.
     pub run: CodeRunOptions,
 }
@@ -955,16 +957,25 @@ pub fn run_code_eval(req: CodeEval<'_>) -> Result<(RunResults, Vec<Verdict>)> {
             read_samples(path, &problems, req.limit.is_some())?
         }
         (None, Some(be)) => {
-            let gens = generate::generate(be, suite, &problems, req.max_new_tokens, &|_| {})?;
+            let gens = generate::generate(
+                be,
+                suite,
+                &problems,
+                req.max_new_tokens,
+                req.decoding,
+                &|_| {},
+            )?;
             if let Some(o) = backend_info.as_object_mut() {
-                o.insert(
-                    "generation".into(),
-                    serde_json::json!({
-                        "prompt": "evalplus instruct (assistant turn prefilled)",
-                        "decoding": "greedy",
-                        "max_new_tokens": req.max_new_tokens,
-                    }),
-                );
+                let mut g = serde_json::json!({
+                    "prompt": "evalplus instruct (assistant turn prefilled)",
+                    "max_new_tokens": req.max_new_tokens,
+                });
+                if let (Some(g), serde_json::Value::Object(d)) =
+                    (g.as_object_mut(), req.decoding.describe())
+                {
+                    g.extend(d);
+                }
+                o.insert("generation".into(), g);
             }
             gens.into_iter().map(|g| g.sample).collect()
         }
