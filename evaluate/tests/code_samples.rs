@@ -21,6 +21,7 @@ fn run(
         samples: Some(samples.clone()),
         backend: None,
         max_new_tokens: 16,
+        decoding: codeeval::generate::Decoding::GREEDY,
         run: CodeRunOptions {
             out_dir: out.clone(),
             model: codeeval::samples_model_info(&samples).unwrap(),
