@@ -27,7 +27,7 @@ pub fn apply(kind: Preprocess, doc: &Value) -> Result<Value> {
 }
 
 /// lm-eval 0.4.9.1 `tasks/leaderboard/math/utils.py::process_docs`: `answer` is the content of
-/// the `solution`'s last `\\boxed{..}` (`[invalidanswer]` when it has none).
+/// the `solution`'s last `\boxed{..}` (`[invalidanswer]` when it has none).
 fn math_hard(doc: &Value) -> Result<Value> {
     let solution = doc
         .get("solution")

@@ -60,7 +60,7 @@ pub enum Preprocess {
     /// `question`, `choices` (a list), `answer_index`, `answer_choice`.
     Musr,
     /// lm-eval 0.4.9.1 `tasks/leaderboard/math/utils.py::process_docs`: adds `answer`, the
-    /// content of the solution's last `\\boxed{..}` ([`crate::math::gold_answer`]; the Level 5
+    /// content of the solution's last `\boxed{..}` ([`crate::math::gold_answer`]; the Level 5
     /// filter is the spec's `doc_filter`).
     MathHard,
 }
