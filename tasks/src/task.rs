@@ -714,8 +714,69 @@ impl Task {
         Ok(labels)
     }
 
+    /// Score the generations of several documents, one per document (what the runner calls):
+    /// [`Task::score_generation`] for each, except for the `math_hard` metric, whose symbolic
+    /// checks for all the documents go to one Python subprocess ([`crate::math::judge`]).
+    pub fn score_generations(
+        &self,
+        docs: &[PreparedDoc],
+        generations: &[String],
+    ) -> Result<Vec<GenerationScores>> {
+        let task = &self.spec.task;
+        if docs.len() != generations.len() {
+            bail!(
+                "task `{task}`: {} generations for {} documents",
+                generations.len(),
+                docs.len()
+            );
+        }
+        if !self.spec.metrics.contains(&MetricSpec::MathHard) {
+            return docs
+                .iter()
+                .zip(generations)
+                .map(|(d, g)| self.score_generation(d, g))
+                .collect();
+        }
+        let cases = docs
+            .iter()
+            .zip(generations)
+            .map(|(d, g)| {
+                let solution = d
+                    .doc
+                    .get("solution")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "task `{task}` doc {}: field `solution` is missing or not a string",
+                            d.doc_id
+                        )
+                    })?;
+                Ok(crate::math::MathCase {
+                    generation: g.clone(),
+                    solution: solution.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let verdicts = crate::math::judge(&cases).with_context(|| format!("task `{task}`"))?;
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        Ok(verdicts
+            .into_iter()
+            .map(|v| GenerationScores {
+                filtered: BTreeMap::from([("none".to_string(), v.answer)]),
+                metrics: BTreeMap::from([
+                    (
+                        crate::math::KEY_MATH_VERIFY.to_string(),
+                        flag(v.math_verify),
+                    ),
+                    (crate::math::KEY_ORIGINAL.to_string(), flag(v.original)),
+                ]),
+            })
+            .collect())
+    }
+
     /// Score one generation: each filter pipeline extracts an answer, each metric compares it to
-    /// the target (lm-eval `process_results` per filter).
+    /// the target (lm-eval `process_results` per filter). A `math_hard` task starts one Python
+    /// subprocess per call: score many documents with [`Task::score_generations`].
     pub fn score_generation(
         &self,
         doc: &PreparedDoc,
@@ -724,6 +785,13 @@ impl Task {
         let Target::Text(reference) = &doc.target else {
             bail!("task `{}`: not a generation document", self.spec.task);
         };
+        if self.spec.metrics.contains(&MetricSpec::MathHard) {
+            let mut v = self.score_generations(
+                std::slice::from_ref(doc),
+                std::slice::from_ref(&generation.to_string()),
+            )?;
+            return Ok(v.remove(0));
+        }
         let responses = vec![generation.to_string()];
         let answers: Vec<(Option<String>, String)> = if self.filters.is_empty() {
             vec![(None, generation.to_string())]

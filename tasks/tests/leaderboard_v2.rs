@@ -384,11 +384,23 @@ fn leaderboard_v2_suite_lists_the_tasks_and_baselines_match_their_choices() {
     use quantlab_tasks::DocToChoice;
     let suite = quantlab_tasks::suite("leaderboard-v2").unwrap();
     let names: Vec<&str> = suite.iter().map(|s| s.task.as_str()).collect();
-    assert_eq!(names.len(), 1 + 24 + 1 + 3 + 1);
+    assert_eq!(names.len(), 1 + 24 + 7 + 1 + 3 + 1);
     assert_eq!(names[0], "ifeval");
     assert!(names[1..25].iter().all(|n| n.starts_with("bbh_")));
     assert_eq!(
-        names[25..],
+        names[25..32],
+        [
+            "math_algebra_hard",
+            "math_counting_and_prob_hard",
+            "math_geometry_hard",
+            "math_intermediate_algebra_hard",
+            "math_num_theory_hard",
+            "math_prealgebra_hard",
+            "math_precalculus_hard",
+        ]
+    );
+    assert_eq!(
+        names[32..],
         [
             "gpqa_diamond",
             "musr_murder_mysteries",
@@ -399,7 +411,8 @@ fn leaderboard_v2_suite_lists_the_tasks_and_baselines_match_their_choices() {
     );
     let shots: Vec<usize> = suite.iter().map(|s| s.num_fewshot).collect();
     assert!(shots[1..25].iter().all(|&n| n == 3));
-    assert_eq!(shots[25..], [0, 0, 0, 0, 5]);
+    assert!(shots[25..32].iter().all(|&n| n == 4));
+    assert_eq!(shots[32..], [0, 0, 0, 0, 5]);
     // every suite task is a sub-task of a benchmark, with the task's primary metric
     for spec in &suite {
         if spec.task == "ifeval" {
@@ -419,6 +432,15 @@ fn leaderboard_v2_suite_lists_the_tasks_and_baselines_match_their_choices() {
     }
     let bbh = BENCHMARKS.iter().find(|b| b.name == "bbh").unwrap();
     assert_eq!(bbh.subtasks.len(), 24);
+    assert!(!bbh.weight_by_size);
+    // MATH: the seven sub-tasks, baseline 0, weighted by size as lm-eval's group is
+    let math = BENCHMARKS.iter().find(|b| b.name == "math_lvl5").unwrap();
+    assert_eq!(math.subtasks.len(), 7);
+    assert!(math.weight_by_size);
+    assert!(math
+        .subtasks
+        .iter()
+        .all(|(t, m, b)| t.starts_with("math_") && *m == "exact_match_original" && *b == 0.0));
     // MMLU-Pro: at most ten letters, baseline 1/10
     let pro = BENCHMARKS.iter().find(|b| b.name == "mmlu_pro").unwrap();
     assert_eq!(pro.subtasks, [("mmlu_pro", "acc", 0.1)]);
@@ -476,7 +498,7 @@ fn leaderboard_v2_reproduces_paper_table3_averages() {
                 );
             }
         }
-        let lb = leaderboard_v2(&scores).unwrap();
+        let lb = leaderboard_v2(&scores, &math_sizes()).unwrap();
         assert!(lb.missing.is_empty());
         assert_eq!(lb.benchmarks.len(), 6);
         for (name, v) in &lb.benchmarks {
@@ -494,6 +516,73 @@ fn leaderboard_v2_reproduces_paper_table3_averages() {
     assert_eq!(rows, 12);
 }
 
+/// Level 5 documents per MATH sub-task (lm-eval's `leaderboard_math_*_hard` sizes; the
+/// counts of `../shared/data/math/test.jsonl.gz`, checked in tests/math.rs).
+fn math_sizes() -> std::collections::BTreeMap<String, usize> {
+    [
+        ("math_algebra_hard", 307),
+        ("math_counting_and_prob_hard", 123),
+        ("math_geometry_hard", 132),
+        ("math_intermediate_algebra_hard", 280),
+        ("math_num_theory_hard", 154),
+        ("math_prealgebra_hard", 193),
+        ("math_precalculus_hard", 135),
+    ]
+    .into_iter()
+    .map(|(t, n)| (t.to_string(), n))
+    .collect()
+}
+
+/// MATH Lvl 5 is lm-eval's size-weighted group mean of the raw sub-task scores (then normalised
+/// with baseline 0), not the mean of the seven normalised scores.
+#[test]
+fn leaderboard_v2_math_is_the_size_weighted_mean() {
+    use quantlab_tasks::leaderboard::leaderboard_v2;
+    use std::collections::BTreeMap;
+    let sizes = math_sizes();
+    let raw = [0.30, 0.10, 0.05, 0.02, 0.20, 0.40, 0.01];
+    let mut s = BTreeMap::new();
+    for ((t, _), v) in sizes.iter().zip(raw) {
+        s.insert((t.clone(), "exact_match_original".to_string()), v);
+        // lm-eval 0.4.9.1's math_verify exact_match is reported but not what is normalised
+        s.insert((t.clone(), "exact_match".to_string()), 1.0);
+    }
+    let lb = leaderboard_v2(&s, &sizes).unwrap();
+    assert_eq!(lb.benchmarks.len(), 1);
+    assert_eq!(lb.benchmarks[0].0, "math_lvl5");
+    // sorted by task name: algebra 307, counting 123, geometry 132, intermediate 280,
+    // num_theory 154, prealgebra 193, precalculus 135 -> 225.95 of 1324 right
+    let right: f64 = 0.30 * 307.0
+        + 0.10 * 123.0
+        + 0.05 * 132.0
+        + 0.02 * 280.0
+        + 0.20 * 154.0
+        + 0.40 * 193.0
+        + 0.01 * 135.0;
+    assert!((right - 225.95).abs() < 1e-9, "{right}");
+    let want = right / 1324.0 * 100.0;
+    assert!((lb.benchmarks[0].1 - want).abs() < 1e-9, "{lb:?}");
+    // the unweighted mean of the sub-tasks would be 15.43, not 17.07
+    assert!((want - 17.065_710).abs() < 1e-5, "{want}");
+    assert!((lb.average - want).abs() < 1e-9);
+    assert_eq!(lb.missing, ["ifeval", "bbh", "gpqa", "musr", "mmlu_pro"]);
+    // a sub-task without a document count cannot be weighted
+    let mut partial = sizes.clone();
+    partial.remove("math_geometry_hard");
+    let err = format!("{:#}", leaderboard_v2(&s, &partial).unwrap_err());
+    assert!(
+        err.contains("math_geometry_hard") && err.contains("math_lvl5"),
+        "{err}"
+    );
+    // six of seven sub-tasks is not MATH
+    s.remove(&(
+        "math_precalculus_hard".to_string(),
+        "exact_match_original".to_string(),
+    ));
+    let err = format!("{:#}", leaderboard_v2(&s, &sizes).unwrap_err());
+    assert!(err.contains("math_precalculus_hard"), "{err}");
+}
+
 #[test]
 fn leaderboard_v2_partial_and_bad_inputs() {
     use quantlab_tasks::leaderboard::leaderboard_v2;
@@ -502,7 +591,8 @@ fn leaderboard_v2_partial_and_bad_inputs() {
     let mut s = BTreeMap::new();
     s.insert(key("gpqa_diamond", "acc_norm"), 0.4);
     s.insert(key("mmlu_pro", "acc"), 0.1);
-    let lb = leaderboard_v2(&s).unwrap();
+    let none = BTreeMap::new();
+    let lb = leaderboard_v2(&s, &none).unwrap();
     // gpqa (0.4-0.25)/0.75 = 20; mmlu_pro 0 -> average 10 over the two present
     assert_eq!(lb.benchmarks.len(), 2);
     assert!((lb.benchmarks[0].1 - 20.0).abs() < 1e-9);
@@ -510,16 +600,16 @@ fn leaderboard_v2_partial_and_bad_inputs() {
     assert_eq!(lb.missing, ["ifeval", "bbh", "math_lvl5", "musr"]);
     // one BBH sub-task alone is not BBH
     s.insert(key("bbh_navigate", "acc_norm"), 0.6);
-    let err = format!("{:#}", leaderboard_v2(&s).unwrap_err());
+    let err = format!("{:#}", leaderboard_v2(&s, &none).unwrap_err());
     assert!(
         err.contains("bbh") && err.contains("bbh_web_of_lies"),
         "{err}"
     );
     s.remove(&key("bbh_navigate", "acc_norm"));
     s.insert(key("gpqa_diamond", "acc_norm"), 40.0);
-    let err = format!("{:#}", leaderboard_v2(&s).unwrap_err());
+    let err = format!("{:#}", leaderboard_v2(&s, &none).unwrap_err());
     assert!(err.contains("gpqa_diamond") && err.contains("40"), "{err}");
-    assert!(leaderboard_v2(&BTreeMap::new()).is_err());
+    assert!(leaderboard_v2(&BTreeMap::new(), &none).is_err());
 }
 
 #[test]
