@@ -1,10 +1,12 @@
 """Synthetic Llama-3.1-8B-shaped model (first N decoder layers), bf16 random weights, SmolLM2 tokenizer
-(vocab 49152) so that quantlab and llm-compressor read the same folder; plus 128 x 2048 random ids."""
+(vocab 49152 unless a 4th argument gives the embedding rows, e.g. 128256 as Llama-3.1) so that
+quantlab and llm-compressor read the same folder; plus 128 x 2048 random ids."""
 import json, os, sys, torch
 from safetensors.torch import save_file
 out, layers, tok_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+vocab = int(sys.argv[4]) if len(sys.argv) > 4 else 49152
 os.makedirs(out, exist_ok=True)
-H, I, NH, KV, V = 4096, 14336, 32, 8, 49152
+H, I, NH, KV, V = 4096, 14336, 32, 8, vocab
 cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": H, "intermediate_size": I,
        "num_attention_heads": NH, "num_key_value_heads": KV, "num_hidden_layers": layers, "vocab_size": V,
        "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 131072, "hidden_act": "silu",
@@ -32,6 +34,6 @@ save_file(sd, f"{out}/model.safetensors", metadata={"format": "pt"})
 for f in ["tokenizer.json", "tokenizer_config.json", "generation_config.json"]:
     if os.path.exists(f"{tok_dir}/{f}"):
         open(f"{out}/{f}", "wb").write(open(f"{tok_dir}/{f}", "rb").read())
-ids = torch.randint(17, V, (128, 2048), generator=torch.Generator().manual_seed(0))
+ids = torch.randint(17, 49152, (128, 2048), generator=torch.Generator().manual_seed(0))
 json.dump({"input_ids": ids.tolist()}, open(f"{out}/calib.json", "w"))
 print("synthetic model written", out, flush=True)

@@ -21,6 +21,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Engine throughput on fixed token requests: log-likelihood scoring (input tokens/s) and
+    /// batched greedy generation (new tokens/s, EOS ignored), one warm-up pass then one timed pass
+    /// each; prints a JSON report. `bench/eval/` builds the requests and runs transformers on the
+    /// same file beside it (`just bench-eval`).
+    Bench {
+        /// Model folder or alias.
+        model: String,
+        /// Requests JSON: {"score": [[ids]], "continuation": C, "generate": [[ids]], "new_tokens": N}.
+        #[arg(long)]
+        requests: PathBuf,
+        /// cpu | cuda | cuda:N | auto.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// float32 | bfloat16 | float16 | auto.
+        #[arg(long, default_value = "auto")]
+        dtype: String,
+        /// Sequences per forward pass (default: every request of a kind in one batch).
+        #[arg(long, default_value_t = 0, hide_default_value = true)]
+        batch_size: usize,
+    },
     /// Import a llama-family GGUF (Q4_1/Q8_0/F16/F32/BF16) into a Hugging Face folder with bf16 weights.
     ImportGguf {
         /// The .gguf file.
@@ -990,6 +1010,37 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(o) = out {
                 eprintln!("wrote the report files to {}", o.display());
             }
+        }
+        Cmd::Bench {
+            model,
+            requests,
+            device,
+            dtype,
+            batch_size,
+        } => {
+            let req = quantlab_model::throughput::BenchRequests::read(&requests)?;
+            let dir = quantlab_model::registry::resolve_model(&model)?;
+            let rows = req.score.len().max(req.generate.len()).max(1);
+            let longest = req
+                .score
+                .iter()
+                .map(Vec::len)
+                .chain(req.generate.iter().map(|g| g.len() + req.new_tokens))
+                .max()
+                .unwrap_or(1);
+            let batch = if batch_size == 0 { rows } else { batch_size };
+            let mut engine = quantlab_model::Engine::load(
+                &dir,
+                quantlab_model::EngineOptions {
+                    device,
+                    dtype,
+                    batch_size: batch,
+                    max_batch_tokens: batch * longest,
+                    max_length: None,
+                },
+            )?;
+            let rep = quantlab_model::throughput::run(&mut engine, &req)?;
+            println!("{}", serde_json::to_string_pretty(&rep)?);
         }
         Cmd::Regress {
             baseline,

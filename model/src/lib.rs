@@ -7,6 +7,7 @@ pub mod gguf;
 pub mod llama;
 pub mod quant;
 pub mod registry;
+pub mod throughput;
 pub mod tokenizer;
 pub mod weights;
 

@@ -991,8 +991,20 @@ pub fn run_code_eval(req: CodeEval<'_>) -> Result<(RunResults, Vec<Verdict>)> {
         .into_iter()
         .filter(|p| wanted.contains(p.task_id.as_str()))
         .collect();
+    let t_gt = std::time::Instant::now();
     let gts = ground_truth(&sb, suite, &problems)?;
+    let gt_s = t_gt.elapsed().as_secs_f64();
+    let t_check = std::time::Instant::now();
     let verdicts = check_samples(&sb, suite, &problems, &gts, &samples)?;
+    if let Some(o) = backend_info.as_object_mut() {
+        o.insert(
+            "sandbox_seconds".into(),
+            serde_json::json!({
+                "ground_truth": gt_s,
+                "samples": t_check.elapsed().as_secs_f64(),
+            }),
+        );
+    }
     let mut run = req.run;
     run.backend = backend_info;
     let res = write_run(
