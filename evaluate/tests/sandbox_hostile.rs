@@ -271,6 +271,7 @@ fn passing_failing_and_collected_files() {
             files: vec![("in.json".into(), b"[1, 2, 3]".to_vec())],
             collect: vec!["out.txt".into(), "missing.txt".into()],
             limits: limits(),
+            ..Job::default()
         },
         Job {
             program: "assert 1 + 1 == 3, 'arithmetic'\n".into(),
@@ -335,4 +336,68 @@ fn concurrent_sandboxes_do_not_kill_each_other() {
         assert_eq!(q.status, Status::Pass, "{}", q.reason);
         assert_eq!(q.stdout, format!("{i}\n").into_bytes());
     }
+}
+
+/// Files linked into the work folder ([`Job::links`]) can be read but not changed (as root the
+/// link is to a sealed root-owned file; otherwise the program gets a copy), and kept files
+/// ([`Job::keep`]) come out sealed, with the program gone.
+#[test]
+fn linked_files_stay_intact_and_kept_files_come_out_sealed() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new().expect("sandbox");
+    let store = tempfile::tempdir_in(sb.tmp_root()).unwrap();
+    let shared = store.path().join("shared.txt");
+    std::fs::write(&shared, "SHARED").unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let program = r#"
+import os
+print(open('shared.txt').read())
+for attempt in (lambda: open('shared.txt', 'w').write('X'),
+                lambda: os.chmod('shared.txt', 0o666),
+                lambda: open('shared.txt', 'a').write('X')):
+    try:
+        attempt()
+        print('CHANGED')
+    except OSError:
+        pass
+open('out.bin', 'wb').write(b'kept')
+"#;
+    let kept = store.path().join("out.bin");
+    let job = Job {
+        program: program.into(),
+        links: vec![("shared.txt".into(), shared.clone())],
+        keep: vec![
+            ("out.bin".into(), kept.clone()),
+            ("missing.bin".into(), store.path().join("missing.bin")),
+        ],
+        limits: limits(),
+        ..Job::default()
+    };
+    let o = sb.run(&job).unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(
+        o.status,
+        Status::Pass,
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.starts_with("SHARED"), "{out}");
+    if sb.isolation().private_uid {
+        assert!(!out.contains("CHANGED"), "{out}");
+    }
+    assert_eq!(std::fs::read_to_string(&shared).unwrap(), "SHARED");
+    assert_eq!(
+        std::fs::metadata(&shared).unwrap().permissions().mode() & 0o777,
+        0o444
+    );
+    assert_eq!(o.kept, vec!["out.bin".to_string()]);
+    assert_eq!(std::fs::read(&kept).unwrap(), b"kept");
+    let meta = std::fs::metadata(&kept).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o444);
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&meta),
+        nix::unistd::geteuid().as_raw()
+    );
+    assert!(!store.path().join("missing.bin").exists());
+    assert!(!o.root.exists());
 }

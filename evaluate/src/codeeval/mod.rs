@@ -345,15 +345,37 @@ pub fn load_problems(suite: Suite, data_dir: &Path, limit: Option<usize>) -> Res
 /// What running the reference solution of one problem gave.
 #[derive(Debug, Clone)]
 pub struct GroundTruth {
-    /// Plus suites: the pickled expected outputs per input set (`base`, `plus`).
-    pub expected: Vec<u8>,
+    /// Plus suites: the file holding the pickled expected outputs per input set (`base`, `plus`),
+    /// sealed (mode 0444) in the [`GroundTruths`] folder.
+    pub expected: Option<PathBuf>,
+    /// Plus suites: the problem's dataset line, sealed in the same folder (the sandboxed jobs
+    /// link it instead of getting a copy each).
+    pub problem_file: Option<PathBuf>,
     /// Seconds per input, per set (plus suites); whole-program suites: one entry `all`.
     pub times: BTreeMap<String, Vec<f64>>,
+}
+
+/// The ground truth of a list of problems (same order), with the folder holding its files
+/// (removed when this is dropped).
+#[derive(Debug)]
+pub struct GroundTruths {
+    /// One per problem.
+    pub problems: Vec<GroundTruth>,
+    _store: tempfile::TempDir,
+}
+
+/// Write `bytes` to `path` and seal it: mode 0444, owned by quantlab's user.
+fn write_sealed(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444))
+        .with_context(|| format!("sealing {}", path.display()))
 }
 
 fn driver_job(
     suite: Suite,
     p: &Problem,
+    problem_file: Option<&Path>,
     mode: &str,
     code: &str,
     extra: serde_json::Value,
@@ -369,17 +391,24 @@ fn driver_job(
     if let (Some(o), serde_json::Value::Object(e)) = (job.as_object_mut(), extra) {
         o.extend(e);
     }
-    let raw = if p.raw.is_empty() { "{}" } else { &p.raw };
-    let files = vec![
+    let mut files = vec![
         ("job.json".to_string(), job.to_string().into_bytes()),
-        ("problem.json".to_string(), raw.as_bytes().to_vec()),
         ("code.py".to_string(), code.as_bytes().to_vec()),
     ];
+    let mut links = Vec::new();
+    match problem_file {
+        Some(f) => links.push(("problem.json".to_string(), f.to_path_buf())),
+        None => {
+            let raw = if p.raw.is_empty() { "{}" } else { &p.raw };
+            files.push(("problem.json".to_string(), raw.as_bytes().to_vec()));
+        }
+    }
     Job {
         program: DRIVER.to_string(),
         files,
-        collect: Vec::new(),
+        links,
         limits,
+        ..Job::default()
     }
 }
 
@@ -394,7 +423,7 @@ fn verdict_line(o: &crate::sandbox::Outcome) -> Option<serde_json::Value> {
 /// suites, seconds for whole-program suites. References are trusted code (EvalPlus runs them in
 /// its own process); here they run sandboxed anyway, several problems per process, one process
 /// per rayon thread. Err names the first problem whose reference does not pass.
-pub fn ground_truth(sb: &Sandbox, suite: Suite, problems: &[Problem]) -> Result<Vec<GroundTruth>> {
+pub fn ground_truth(sb: &Sandbox, suite: Suite, problems: &[Problem]) -> Result<GroundTruths> {
     let limits = Limits {
         wall: Duration::from_secs(900),
         cpu_s: 900,
@@ -404,7 +433,25 @@ pub fn ground_truth(sb: &Sandbox, suite: Suite, problems: &[Problem]) -> Result<
         file_size: 1 << 30,
         ..Limits::default()
     };
-    let n_chunks = rayon::current_num_threads()
+    // Expected outputs and problem lines live here for the run, next to the sandbox roots, so
+    // that the sandbox moves and links them instead of copying their bytes.
+    let store = tempfile::Builder::new()
+        .prefix("quantlab-gt-")
+        .tempdir_in(sb.tmp_root())
+        .with_context(|| format!("creating a folder in {}", sb.tmp_root().display()))?;
+    let mut problem_files = Vec::with_capacity(problems.len());
+    for (k, p) in problems.iter().enumerate() {
+        if suite.is_plus() {
+            let path = store.path().join(format!("problem_{k}.json"));
+            write_sealed(&path, p.raw.as_bytes())?;
+            problem_files.push(Some(path));
+        } else {
+            problem_files.push(None);
+        }
+    }
+    // Several problems per process, in a few chunks per thread: the costs are unknown before the
+    // run, so smaller chunks keep the threads evenly loaded to the end.
+    let n_chunks = (4 * rayon::current_num_threads())
         .max(1)
         .min(problems.len().max(1));
     let chunk = problems.len().div_ceil(n_chunks).max(1);
@@ -415,7 +462,8 @@ pub fn ground_truth(sb: &Sandbox, suite: Suite, problems: &[Problem]) -> Result<
     };
     let jobs: Vec<Job> = problems
         .chunks(chunk)
-        .map(|ps| {
+        .enumerate()
+        .map(|(c, ps)| {
             let meta: Vec<serde_json::Value> = ps
                 .iter()
                 .map(|p| {
@@ -433,30 +481,37 @@ pub fn ground_truth(sb: &Sandbox, suite: Suite, problems: &[Problem]) -> Result<
                 "problems": meta,
             });
             let mut files = vec![("job.json".to_string(), job.to_string().into_bytes())];
-            let mut collect = Vec::new();
+            let mut links = Vec::new();
+            let mut keep = Vec::new();
             for (i, p) in ps.iter().enumerate() {
+                let k = c * chunk + i;
                 let code = if suite.is_plus() {
                     p.reference.clone()
                 } else {
                     format!("{}\n{}", p.reference, p.test)
                 };
                 files.push((format!("code_{i}.py"), code.into_bytes()));
-                if suite.is_plus() {
-                    files.push((format!("problem_{i}.json"), p.raw.as_bytes().to_vec()));
-                    collect.push(format!("expected_{i}.pkl"));
+                if let Some(pf) = &problem_files[k] {
+                    links.push((format!("problem_{i}.json"), pf.clone()));
+                    keep.push((
+                        format!("expected_{i}.pkl"),
+                        store.path().join(format!("expected_{k}.pkl")),
+                    ));
                 }
             }
             Job {
                 program: DRIVER.to_string(),
                 files,
-                collect,
+                links,
+                keep,
                 limits: limits.clone(),
+                ..Job::default()
             }
         })
         .collect();
     let outs = sb.run_all(&jobs);
     let mut gts = Vec::with_capacity(problems.len());
-    for (ps, o) in problems.chunks(chunk).zip(outs) {
+    for ((c, ps), o) in problems.chunks(chunk).enumerate().zip(outs) {
         let o = o?;
         let v = verdict_line(&o).filter(|v| v["status"] == "done");
         let Some(v) = v.filter(|_| o.status == Status::Pass) else {
@@ -470,6 +525,7 @@ pub fn ground_truth(sb: &Sandbox, suite: Suite, problems: &[Problem]) -> Result<
             );
         };
         for (i, p) in ps.iter().enumerate() {
+            let k = c * chunk + i;
             let r = &v["problems"][p.task_id.as_str()];
             if r["status"] != "pass" {
                 bail!(
@@ -492,23 +548,29 @@ pub fn ground_truth(sb: &Sandbox, suite: Suite, problems: &[Problem]) -> Result<
                 times.insert("all".to_string(), vec![r["time"].as_f64().unwrap_or(0.0)]);
             }
             let expected = if suite.is_plus() {
-                o.collected
-                    .get(&format!("expected_{i}.pkl"))
-                    .cloned()
-                    .ok_or_else(|| {
-                        anyhow!(
-                            "{} {}: no expected outputs recorded",
-                            suite.name(),
-                            p.task_id
-                        )
-                    })?
+                let name = format!("expected_{i}.pkl");
+                if !o.kept.contains(&name) {
+                    bail!(
+                        "{} {}: no expected outputs recorded",
+                        suite.name(),
+                        p.task_id
+                    );
+                }
+                Some(store.path().join(format!("expected_{k}.pkl")))
             } else {
-                Vec::new()
+                None
             };
-            gts.push(GroundTruth { expected, times });
+            gts.push(GroundTruth {
+                expected,
+                problem_file: problem_files[k].clone(),
+                times,
+            });
         }
     }
-    Ok(gts)
+    Ok(GroundTruths {
+        problems: gts,
+        _store: store,
+    })
 }
 
 /// One sample to judge.
@@ -629,9 +691,10 @@ pub fn check_samples(
     sb: &Sandbox,
     suite: Suite,
     problems: &[Problem],
-    gts: &[GroundTruth],
+    gts: &GroundTruths,
     samples: &[Sample],
 ) -> Result<Vec<Verdict>> {
+    let gts = &gts.problems;
     let index: BTreeMap<&str, usize> = problems
         .iter()
         .enumerate()
@@ -662,12 +725,17 @@ pub fn check_samples(
             let mut job = driver_job(
                 suite,
                 p,
+                gt.problem_file.as_deref(),
                 "check",
                 &s.solution,
                 serde_json::json!({ "limits": limits_per_set }),
                 sandbox_limits(wall),
             );
-            job.files.push(("expected.pkl".into(), gt.expected.clone()));
+            let expected = gt
+                .expected
+                .clone()
+                .ok_or_else(|| anyhow!("{}: no expected outputs", p.task_id))?;
+            job.links.push(("expected.pkl".into(), expected));
             job
         } else {
             let t = gt
@@ -681,6 +749,7 @@ pub fn check_samples(
             driver_job(
                 suite,
                 p,
+                None,
                 "script",
                 &code,
                 serde_json::json!({}),
@@ -689,7 +758,31 @@ pub fn check_samples(
         };
         jobs.push(job);
     }
-    let outs = sb.run_all(&jobs);
+    // Longest first (the reference's seconds, plus reading the expected outputs), so that the
+    // long jobs spread over the threads instead of one of them ending the run alone.
+    let cost = |j: usize| -> f64 {
+        let gt = &gts[ids[j].0];
+        let secs: f64 = gt.times.values().flatten().sum();
+        let bytes = gt
+            .expected
+            .as_ref()
+            .and_then(|f| std::fs::metadata(f).ok())
+            .map_or(0, |m| m.len());
+        secs + bytes as f64 * 1e-8
+    };
+    let costs: Vec<f64> = (0..jobs.len()).map(cost).collect();
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by(|&a, &b| costs[b].total_cmp(&costs[a]));
+    let mut slots: Vec<Option<Job>> = jobs.into_iter().map(Some).collect();
+    let sorted: Vec<Job> = order.iter().filter_map(|&j| slots[j].take()).collect();
+    let mut outs: Vec<Option<Result<crate::sandbox::Outcome>>> =
+        (0..sorted.len()).map(|_| None).collect();
+    for (&j, o) in order.iter().zip(sb.run_all(&sorted)) {
+        outs[j] = Some(o);
+    }
+    let outs = outs
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(anyhow!("sample not judged"))));
     let mut verdicts = Vec::with_capacity(samples.len());
     for ((s, (pi, cid)), o) in samples.iter().zip(ids).zip(outs) {
         let o = o?;

@@ -42,7 +42,6 @@ use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -103,6 +102,19 @@ pub struct Job {
     pub collect: Vec<String>,
     /// The limits.
     pub limits: Limits,
+    /// Read-only host files put into `work/` (plain name, host path) without copying their bytes
+    /// where that is safe: hard-linked when the program runs under a private uid and the file is a
+    /// regular file owned by root without write bits (the program may read it, or unlink its own
+    /// name for it, but can neither write it nor change its mode); copied otherwise. For large
+    /// inputs shared by many jobs (expected outputs), written once per run instead of per job.
+    pub links: Vec<(String, PathBuf)>,
+    /// Files moved out of `work/` after the run, once the program and its processes are gone
+    /// (plain name, destination path), instead of being read into memory like
+    /// [`Job::collect`]: renamed when the destination is on the same file system, copied
+    /// otherwise. Only a regular file with a single link is kept; it is then owned by quantlab's
+    /// user with mode 0444 (so it may serve as a [`Job::links`] file). Missing or odd files are
+    /// left out; [`Outcome::kept`] names those kept.
+    pub keep: Vec<(String, PathBuf)>,
 }
 
 /// Verdict of a run.
@@ -151,6 +163,8 @@ pub struct Outcome {
     pub output_truncated: bool,
     /// The [`Job::collect`] files that existed (each at most [`Limits::file_size`] bytes).
     pub collected: BTreeMap<String, Vec<u8>>,
+    /// The [`Job::keep`] files that were moved to their destinations (plain names).
+    pub kept: Vec<String>,
     /// Wall-clock seconds from spawn to exit (or kill).
     pub wall_s: f64,
     /// The (now removed) temporary root of the run.
@@ -378,6 +392,12 @@ impl Sandbox {
         &self.isolation
     }
 
+    /// The folder holding the temporary roots (files meant for [`Job::links`] and
+    /// [`Job::keep`] belong on its file system, where they are linked and renamed, not copied).
+    pub fn tmp_root(&self) -> &Path {
+        &self.tmp_root
+    }
+
     /// Put temporary roots under `dir` instead of the system temp folder.
     pub fn with_tmp_root(mut self, dir: PathBuf) -> Self {
         self.tmp_root = dir;
@@ -386,8 +406,35 @@ impl Sandbox {
 
     /// Run jobs in parallel on rayon's pool; outcomes in job order. Each item is `Err` only for
     /// host-side failures (the temporary folder could not be made).
+    ///
+    /// Jobs are started in job order from one shared queue (one worker per rayon thread), so a
+    /// caller that puts its longest jobs first gets them spread over the workers instead of
+    /// queued behind each other.
     pub fn run_all(&self, jobs: &[Job]) -> Vec<Result<Outcome>> {
-        jobs.par_iter().map(|j| self.run(j)).collect()
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Mutex;
+        let next = AtomicUsize::new(0);
+        let slots: Vec<Mutex<Option<Result<Outcome>>>> =
+            jobs.iter().map(|_| Mutex::new(None)).collect();
+        let workers = rayon::current_num_threads().clamp(1, jobs.len().max(1));
+        rayon::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|_| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    let o = self.run(job);
+                    *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(o);
+                });
+            }
+        });
+        slots
+            .into_iter()
+            .map(|m| {
+                m.into_inner()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .unwrap_or_else(|| Err(anyhow::anyhow!("sandbox job not run")))
+            })
+            .collect()
     }
 
     /// Run one job (see the module doc for the containment). `Err` only when the host side fails
@@ -408,6 +455,10 @@ impl Sandbox {
             sweep_uid(u);
         }
         drop(lease);
+        let kept = res
+            .as_ref()
+            .ok()
+            .map(|_| keep_files(&job.keep, &root.path().join("work")));
         let root_path = root.path().to_path_buf();
         if root.close().is_err() {
             // The program may have left unreadable folders; make them removable and retry.
@@ -419,6 +470,9 @@ impl Sandbox {
         }
         let mut o = res?;
         o.root = root_path;
+        if let Some(k) = kept {
+            o.kept = k?;
+        }
         Ok(o)
     }
 
@@ -438,6 +492,23 @@ impl Sandbox {
                 std::os::unix::fs::chown(e?.path(), Some(u), Some(u))?;
             }
             std::os::unix::fs::chown(&work, Some(u), Some(u))?;
+        }
+        // After the chown above, so that linked files stay root's.
+        for (name, src) in &job.links {
+            if name.contains('/') || name.is_empty() || name == ".." {
+                bail!("sandbox file name {name:?} must be a plain name");
+            }
+            let dst = work.join(name);
+            if uid.is_some() && is_sealed(src) {
+                if std::fs::hard_link(src, &dst).is_ok() {
+                    continue;
+                }
+            }
+            std::fs::copy(src, &dst)
+                .with_context(|| format!("copying {} into the sandbox", src.display()))?;
+            if let Some(u) = uid {
+                std::os::unix::fs::chown(&dst, Some(u), Some(u))?;
+            }
         }
         let out_path = root.join("stdout");
         let err_path = root.join("stderr");
@@ -516,6 +587,7 @@ impl Sandbox {
                     stderr: Vec::new(),
                     output_truncated: false,
                     collected: BTreeMap::new(),
+                    kept: Vec::new(),
                     wall_s: 0.0,
                     root: root.to_path_buf(),
                 })
@@ -524,6 +596,10 @@ impl Sandbox {
         let pid = Pid::from_raw(child.id() as i32);
         let deadline = start + lim.wall;
         let mut timed_out = false;
+        // Block in poll(2) on a pidfd (readable once the program exits) until the deadline;
+        // where the kernel lacks pidfds, nap between looks.
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor, closed below.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) } as i32;
         let mut nap = Duration::from_micros(500);
         loop {
             // Look without reaping, so the group id stays ours until the group is killed.
@@ -541,8 +617,24 @@ impl Sandbox {
                 timed_out = true;
                 break;
             }
-            std::thread::sleep(nap.min(deadline - now));
-            nap = (nap * 2).min(Duration::from_millis(5));
+            let left = deadline - now;
+            if pidfd >= 0 {
+                let mut pfd = libc::pollfd {
+                    fd: pidfd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+                // SAFETY: one valid pollfd; EINTR and timeouts just loop.
+                unsafe { libc::poll(&mut pfd, 1, ms) };
+            } else {
+                std::thread::sleep(nap.min(left));
+                nap = (nap * 2).min(Duration::from_millis(5));
+            }
+        }
+        if pidfd >= 0 {
+            // SAFETY: our descriptor, closed once.
+            unsafe { libc::close(pidfd) };
         }
         let wall_s = start.elapsed().as_secs_f64();
         let _ = killpg(pid, Signal::SIGKILL);
@@ -600,10 +692,58 @@ impl Sandbox {
             stderr,
             output_truncated: t1 || t2,
             collected,
+            kept: Vec::new(),
             wall_s,
             root: root.to_path_buf(),
         })
     }
+}
+
+/// A regular file owned by root without write bits: only root may write it or change its mode,
+/// so it is safe to hard-link into a private uid's work folder.
+fn is_sealed(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .is_ok_and(|m| m.is_file() && m.uid() == 0 && m.mode() & 0o222 == 0)
+}
+
+/// Move the [`Job::keep`] files out of `work` (see there); returns the names kept.
+fn keep_files(keep: &[(String, PathBuf)], work: &Path) -> Result<Vec<String>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut kept = Vec::new();
+    for (name, dst) in keep {
+        if name.contains('/') || name.is_empty() || name == ".." {
+            bail!("sandbox file name {name:?} must be a plain name");
+        }
+        let src = work.join(name);
+        if !std::fs::symlink_metadata(&src).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        if std::fs::rename(&src, dst).is_err() {
+            // Another file system: copy the bytes into a new file of ours.
+            let _ = std::fs::remove_file(dst);
+            if std::fs::copy(&src, dst).is_err() {
+                let _ = std::fs::remove_file(dst);
+                continue;
+            }
+        }
+        // Checked after the move: whatever now lies at `dst` must be one plain file.
+        let ok = std::fs::symlink_metadata(dst).is_ok_and(|m| m.is_file() && m.nlink() == 1);
+        if !ok {
+            let _ = std::fs::remove_file(dst);
+            continue;
+        }
+        std::os::unix::fs::lchown(
+            dst,
+            Some(nix::unistd::geteuid().as_raw()),
+            Some(nix::unistd::getegid().as_raw()),
+        )
+        .with_context(|| format!("taking ownership of {}", dst.display()))?;
+        std::fs::set_permissions(dst, std::fs::Permissions::from_mode(0o444))
+            .with_context(|| format!("sealing {}", dst.display()))?;
+        kept.push(name.clone());
+    }
+    Ok(kept)
 }
 
 fn last_line(bytes: &[u8]) -> Option<String> {
@@ -626,22 +766,55 @@ fn read_capped(path: &Path, cap: usize) -> (Vec<u8>, bool) {
 }
 
 /// Kill every process of `uid` (a helper process takes the uid, then `kill(-1, SIGKILL)`, which
-/// reaches all processes it may signal, never itself). Only used as root.
+/// reaches all processes it may signal, never itself), twice. Only used as root.
+///
+/// The helper is made with `clone(CLONE_VM | CLONE_VFORK)`, as `posix_spawn` does, not `fork`:
+/// copying quantlab's page tables (its heap, the model libraries) cost more than the rest of a
+/// short job. It shares quantlab's memory while quantlab's thread waits, runs on its own small
+/// stack with every signal blocked, and only makes raw system calls (not libc's `setuid`, which
+/// would signal quantlab's other threads).
 fn sweep_uid(uid: u32) {
-    // SAFETY: the child only makes async-signal-safe system calls, then _exit.
-    for _ in 0..2 {
-        match unsafe { nix::unistd::fork() } {
-            Ok(nix::unistd::ForkResult::Child) => unsafe {
-                if libc::setgid(uid) == 0 && libc::setuid(uid) == 0 {
-                    libc::kill(-1, libc::SIGKILL);
-                }
-                libc::_exit(0);
-            },
-            Ok(nix::unistd::ForkResult::Parent { child }) => {
-                let _ = nix::sys::wait::waitpid(child, None);
+    extern "C" fn helper(arg: *mut libc::c_void) -> libc::c_int {
+        let uid = arg as usize as libc::c_long;
+        // SAFETY: raw system calls on plain integers; nothing shared is touched.
+        unsafe {
+            if libc::syscall(libc::SYS_setgid, uid) == 0
+                && libc::syscall(libc::SYS_setuid, uid) == 0
+            {
+                libc::syscall(
+                    libc::SYS_kill,
+                    -1 as libc::c_long,
+                    libc::SIGKILL as libc::c_long,
+                );
             }
-            Err(_) => return,
         }
+        0
+    }
+    const STACK: usize = 64 << 10;
+    let mut stack = vec![0u128; STACK / 16];
+    // SAFETY: all signals are blocked around the clone (the child inherits the mask and never
+    // runs a handler on the shared memory); the child runs `helper` on `stack`, which outlives
+    // it because CLONE_VFORK suspends this thread until the child exits; the child is reaped
+    // below.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        for _ in 0..2 {
+            let top = stack.as_mut_ptr().add(stack.len()) as *mut libc::c_void;
+            let pid = libc::clone(
+                helper,
+                top,
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                uid as usize as *mut libc::c_void,
+            );
+            if pid <= 0 {
+                break;
+            }
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
     }
 }
 
