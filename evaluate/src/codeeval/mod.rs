@@ -424,43 +424,66 @@ fn verdict_line(o: &crate::sandbox::Outcome) -> Option<serde_json::Value> {
 /// its own process); here they run sandboxed anyway, several problems per process, one process
 /// per rayon thread. Err names the first problem whose reference does not pass.
 pub fn ground_truth(sb: &Sandbox, suite: Suite, problems: &[Problem]) -> Result<GroundTruths> {
-    let limits = Limits {
-        wall: Duration::from_secs(900),
-        cpu_s: 900,
-        // The report carries seconds per input for every problem of the chunk.
-        output_cap: 64 << 20,
-        // Some expected outputs are large (HumanEval/15's strings: > 64 MiB pickled).
-        file_size: 1 << 30,
-        ..Limits::default()
-    };
-    // Expected outputs and problem lines live here for the run, next to the sandbox roots, so
-    // that the sandbox moves and links them instead of copying their bytes.
-    let store = tempfile::Builder::new()
-        .prefix("quantlab-gt-")
-        .tempdir_in(sb.tmp_root())
-        .with_context(|| format!("creating a folder in {}", sb.tmp_root().display()))?;
-    let mut problem_files = Vec::with_capacity(problems.len());
-    for (k, p) in problems.iter().enumerate() {
-        if suite.is_plus() {
-            let path = store.path().join(format!("problem_{k}.json"));
-            write_sealed(&path, p.raw.as_bytes())?;
-            problem_files.push(Some(path));
-        } else {
-            problem_files.push(None);
-        }
+    let plan = GtPlan::new(sb, suite, problems)?;
+    let outs = sb.run_all(&plan.jobs);
+    let mut gts = Vec::with_capacity(problems.len());
+    for (c, o) in outs.into_iter().enumerate() {
+        gts.extend(plan.read(suite, problems, c, o)?);
     }
-    // Several problems per process, in a few chunks per thread: the costs are unknown before the
-    // run, so smaller chunks keep the threads evenly loaded to the end.
-    let n_chunks = (4 * rayon::current_num_threads())
-        .max(1)
-        .min(problems.len().max(1));
-    let chunk = problems.len().div_ceil(n_chunks).max(1);
-    let mode = if suite.is_plus() {
-        "record"
-    } else {
-        "script-record"
-    };
-    let jobs: Vec<Job> = problems
+    Ok(GroundTruths {
+        problems: gts,
+        _store: plan.store,
+    })
+}
+
+/// The reference runs of a list of problems, planned: sandbox jobs of a few problems each.
+struct GtPlan {
+    store: tempfile::TempDir,
+    problem_files: Vec<Option<PathBuf>>,
+    /// Problems per job (the last may have fewer).
+    chunk: usize,
+    jobs: Vec<Job>,
+}
+
+impl GtPlan {
+    fn new(sb: &Sandbox, suite: Suite, problems: &[Problem]) -> Result<GtPlan> {
+        let limits = Limits {
+            wall: Duration::from_secs(900),
+            cpu_s: 900,
+            // The report carries seconds per input for every problem of the chunk.
+            output_cap: 64 << 20,
+            // Some expected outputs are large (HumanEval/15's strings: > 64 MiB pickled).
+            file_size: 1 << 30,
+            ..Limits::default()
+        };
+        // Expected outputs and problem lines live here for the run, next to the sandbox roots, so
+        // that the sandbox moves and links them instead of copying their bytes.
+        let store = tempfile::Builder::new()
+            .prefix("quantlab-gt-")
+            .tempdir_in(sb.tmp_root())
+            .with_context(|| format!("creating a folder in {}", sb.tmp_root().display()))?;
+        let mut problem_files = Vec::with_capacity(problems.len());
+        for (k, p) in problems.iter().enumerate() {
+            if suite.is_plus() {
+                let path = store.path().join(format!("problem_{k}.json"));
+                write_sealed(&path, p.raw.as_bytes())?;
+                problem_files.push(Some(path));
+            } else {
+                problem_files.push(None);
+            }
+        }
+        // Several problems per process, in a few chunks per thread: the costs are unknown before the
+        // run, so smaller chunks keep the threads evenly loaded to the end.
+        let n_chunks = (4 * rayon::current_num_threads())
+            .max(1)
+            .min(problems.len().max(1));
+        let chunk = problems.len().div_ceil(n_chunks).max(1);
+        let mode = if suite.is_plus() {
+            "record"
+        } else {
+            "script-record"
+        };
+        let jobs: Vec<Job> = problems
         .chunks(chunk)
         .enumerate()
         .map(|(c, ps)| {
@@ -509,9 +532,25 @@ pub fn ground_truth(sb: &Sandbox, suite: Suite, problems: &[Problem]) -> Result<
             }
         })
         .collect();
-    let outs = sb.run_all(&jobs);
-    let mut gts = Vec::with_capacity(problems.len());
-    for ((c, ps), o) in problems.chunks(chunk).enumerate().zip(outs) {
+        Ok(GtPlan {
+            store,
+            problem_files,
+            chunk,
+            jobs,
+        })
+    }
+
+    /// The ground truth of job `c`'s problems from its outcome.
+    fn read(
+        &self,
+        suite: Suite,
+        problems: &[Problem],
+        c: usize,
+        o: Result<crate::sandbox::Outcome>,
+    ) -> Result<Vec<GroundTruth>> {
+        let (chunk, store, problem_files) = (self.chunk, &self.store, &self.problem_files);
+        let ps = &problems[c * chunk..((c + 1) * chunk).min(problems.len())];
+        let mut gts = Vec::with_capacity(ps.len());
         let o = o?;
         let v = verdict_line(&o).filter(|v| v["status"] == "done");
         let Some(v) = v.filter(|_| o.status == Status::Pass) else {
@@ -566,11 +605,8 @@ pub fn ground_truth(sb: &Sandbox, suite: Suite, problems: &[Problem]) -> Result<
                 times,
             });
         }
+        Ok(gts)
     }
-    Ok(GroundTruths {
-        problems: gts,
-        _store: store,
-    })
 }
 
 /// One sample to judge.
@@ -695,82 +731,15 @@ pub fn check_samples(
     samples: &[Sample],
 ) -> Result<Vec<Verdict>> {
     let gts = &gts.problems;
-    let index: BTreeMap<&str, usize> = problems
+    let ids = sample_ids(problems, samples)?;
+    let jobs = samples
         .iter()
-        .enumerate()
-        .map(|(i, p)| (p.task_id.as_str(), i))
-        .collect();
-    let mut counters: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut jobs = Vec::with_capacity(samples.len());
-    let mut ids = Vec::with_capacity(samples.len());
-    for s in samples {
-        let pi = *index
-            .get(s.task_id.as_str())
-            .ok_or_else(|| anyhow!("sample for unknown task {}", s.task_id))?;
-        let c = counters.entry(s.task_id.as_str()).or_default();
-        ids.push((pi, *c));
-        *c += 1;
-        let (p, gt) = (&problems[pi], &gts[pi]);
-        let job = if suite.is_plus() {
-            let mut limits_per_set = serde_json::Map::new();
-            let mut wall = 1.0;
-            for (set, ts) in &gt.times {
-                let l: Vec<f64> = ts
-                    .iter()
-                    .map(|t| MIN_TIME_LIMIT_S.max(GT_TIME_LIMIT_FACTOR * t))
-                    .collect();
-                wall += SET_TIME_CAP_S.min(l.iter().sum()) + 1.0;
-                limits_per_set.insert(set.clone(), serde_json::json!(l));
-            }
-            let mut job = driver_job(
-                suite,
-                p,
-                gt.problem_file.as_deref(),
-                "check",
-                &s.solution,
-                serde_json::json!({ "limits": limits_per_set }),
-                sandbox_limits(wall),
-            );
-            let expected = gt
-                .expected
-                .clone()
-                .ok_or_else(|| anyhow!("{}: no expected outputs", p.task_id))?;
-            job.links.push(("expected.pkl".into(), expected));
-            job
-        } else {
-            let t = gt
-                .times
-                .get("all")
-                .and_then(|v| v.first())
-                .copied()
-                .unwrap_or(0.0);
-            let wall = SCRIPT_MIN_TIME_LIMIT_S.max(GT_TIME_LIMIT_FACTOR * t) + 1.0;
-            let code = format!("{}\n{}", s.solution, p.test);
-            driver_job(
-                suite,
-                p,
-                None,
-                "script",
-                &code,
-                serde_json::json!({}),
-                sandbox_limits(wall),
-            )
-        };
-        jobs.push(job);
-    }
-    // Longest first (the reference's seconds, plus reading the expected outputs), so that the
-    // long jobs spread over the threads instead of one of them ending the run alone.
-    let cost = |j: usize| -> f64 {
-        let gt = &gts[ids[j].0];
-        let secs: f64 = gt.times.values().flatten().sum();
-        let bytes = gt
-            .expected
-            .as_ref()
-            .and_then(|f| std::fs::metadata(f).ok())
-            .map_or(0, |m| m.len());
-        secs + bytes as f64 * 1e-8
-    };
-    let costs: Vec<f64> = (0..jobs.len()).map(cost).collect();
+        .zip(&ids)
+        .map(|(s, &(pi, _))| check_job(suite, &problems[pi], &gts[pi], s))
+        .collect::<Result<Vec<Job>>>()?;
+    // Longest first, so that the long jobs spread over the threads instead of one of them
+    // ending the run alone.
+    let costs: Vec<f64> = ids.iter().map(|&(pi, _)| check_cost(&gts[pi])).collect();
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by(|&a, &b| costs[b].total_cmp(&costs[a]));
     let mut slots: Vec<Option<Job>> = jobs.into_iter().map(Some).collect();
@@ -780,79 +749,308 @@ pub fn check_samples(
     for (&j, o) in order.iter().zip(sb.run_all(&sorted)) {
         outs[j] = Some(o);
     }
-    let outs = outs
-        .into_iter()
-        .map(|o| o.unwrap_or_else(|| Err(anyhow!("sample not judged"))));
-    let mut verdicts = Vec::with_capacity(samples.len());
-    for ((s, (pi, cid)), o) in samples.iter().zip(ids).zip(outs) {
-        let o = o?;
-        let v = verdict_line(&o);
-        let mut passed = BTreeMap::new();
-        let (base, plus, reason) = match (&v, o.status) {
-            (Some(v), Status::Pass) if suite.is_plus() && v["status"] == "done" => {
-                let mut reason = String::new();
-                let mut st = |set: &str| {
-                    let r = &v["sets"][set];
-                    let s = parse_status(r["status"].as_str().unwrap_or("fail"));
-                    passed.insert(
-                        set.trim_end_matches("_input").to_string(),
-                        [
-                            r["passed"].as_u64().unwrap_or(0) as usize,
-                            r["total"].as_u64().unwrap_or(0) as usize,
-                        ],
-                    );
-                    if s != Status::Pass && reason.is_empty() {
-                        reason = format!(
-                            "{}: input {}: {}",
-                            set.trim_end_matches("_input"),
-                            r["failed_input"],
-                            r["error"].as_str().unwrap_or("")
-                        );
-                    }
-                    s
-                };
-                let b = st("base_input");
-                let pl = st("plus_input");
-                (b, Some(pl), reason)
-            }
-            (Some(v), Status::Pass) if !suite.is_plus() && v["status"] == "pass" => {
-                (Status::Pass, None, String::new())
-            }
-            (v, st) => {
-                // The process itself failed (crash, timeout, forged or missing verdict).
-                let st = if st == Status::Pass { Status::Fail } else { st };
-                let why = v
-                    .as_ref()
-                    .and_then(|v| v["error"].as_str().map(str::to_string))
-                    .unwrap_or_else(|| o.reason.clone());
-                let why = if why.is_empty() {
-                    "no verdict".to_string()
-                } else {
-                    why
-                };
-                (st, suite.is_plus().then_some(st), why)
-            }
-        };
-        let status = if base == Status::Pass && plus.is_none_or(|p| p == Status::Pass) {
-            Status::Pass
-        } else if base != Status::Pass {
-            base
-        } else {
-            plus.unwrap_or(base)
-        };
-        verdicts.push(Verdict {
-            task_id: problems[pi].task_id.clone(),
-            completion_id: cid,
-            status,
-            base_status: base,
-            plus_status: plus,
-            reason,
-            passed,
-            wall_s: o.wall_s,
-            solution: s.solution.clone(),
-        });
+    samples
+        .iter()
+        .zip(ids)
+        .zip(outs)
+        .map(|((s, (pi, cid)), o)| {
+            let o = o.unwrap_or_else(|| Err(anyhow!("sample not judged")));
+            verdict_of(suite, &problems[pi], cid, s, o)
+        })
+        .collect()
+}
+
+/// Run the reference solutions and judge the samples in one pass over one pool of workers:
+/// each sample's check is queued as soon as its problem's ground truth is recorded (longest
+/// first among those ready), so no worker waits for the last reference run while samples are
+/// ready. The same jobs and verdicts as [`ground_truth`] then [`check_samples`]. Also returns
+/// the seconds until the last reference run ended.
+pub fn ground_truth_and_check(
+    sb: &Sandbox,
+    suite: Suite,
+    problems: &[Problem],
+    samples: &[Sample],
+) -> Result<(GroundTruths, Vec<Verdict>, f64)> {
+    use std::sync::{Condvar, Mutex};
+    let start = std::time::Instant::now();
+    let ids = sample_ids(problems, samples)?;
+    let plan = GtPlan::new(sb, suite, problems)?;
+    let mut by_problem: Vec<Vec<usize>> = vec![Vec::new(); problems.len()];
+    for (j, &(pi, _)) in ids.iter().enumerate() {
+        by_problem[pi].push(j);
     }
-    Ok(verdicts)
+    struct State {
+        next_gt: usize,
+        gt_running: usize,
+        gt_done_s: f64,
+        /// (cost, sample index) of the samples whose ground truth is known.
+        ready: Vec<(f64, usize)>,
+        gts: Vec<Option<GroundTruth>>,
+        error: Option<anyhow::Error>,
+    }
+    let state = Mutex::new(State {
+        next_gt: 0,
+        gt_running: 0,
+        gt_done_s: 0.0,
+        ready: Vec::new(),
+        gts: vec![None; problems.len()],
+        error: None,
+    });
+    let wake = Condvar::new();
+    let outs: Vec<Mutex<Option<Result<crate::sandbox::Outcome>>>> =
+        samples.iter().map(|_| Mutex::new(None)).collect();
+    enum Task {
+        Gt(usize),
+        Check(usize, GroundTruth),
+    }
+    let lock = || state.lock().unwrap_or_else(|e| e.into_inner());
+    let worker = || loop {
+        let task = {
+            let mut st = lock();
+            loop {
+                if st.error.is_some() {
+                    return;
+                }
+                if st.next_gt < plan.jobs.len() {
+                    st.next_gt += 1;
+                    st.gt_running += 1;
+                    break Task::Gt(st.next_gt - 1);
+                }
+                if let Some(best) =
+                    (0..st.ready.len()).max_by(|&a, &b| st.ready[a].0.total_cmp(&st.ready[b].0))
+                {
+                    let (_, j) = st.ready.swap_remove(best);
+                    let gt = st.gts[ids[j].0].clone().expect("ground truth recorded");
+                    break Task::Check(j, gt);
+                }
+                if st.gt_running == 0 {
+                    return;
+                }
+                st = wake.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        match task {
+            Task::Gt(c) => {
+                let o = sb.run(&plan.jobs[c]);
+                let read = plan.read(suite, problems, c, o);
+                let mut st = lock();
+                st.gt_running -= 1;
+                match read {
+                    Ok(gts) => {
+                        for (i, gt) in gts.into_iter().enumerate() {
+                            let pi = c * plan.chunk + i;
+                            let cost = check_cost(&gt);
+                            st.ready.extend(by_problem[pi].iter().map(|&j| (cost, j)));
+                            st.gts[pi] = Some(gt);
+                        }
+                    }
+                    Err(e) => st.error = Some(e),
+                }
+                if st.gt_running == 0 && st.next_gt == plan.jobs.len() {
+                    st.gt_done_s = start.elapsed().as_secs_f64();
+                }
+                wake.notify_all();
+            }
+            Task::Check(j, gt) => {
+                let (pi, _) = ids[j];
+                let o =
+                    check_job(suite, &problems[pi], &gt, &samples[j]).and_then(|job| sb.run(&job));
+                *outs[j].lock().unwrap_or_else(|e| e.into_inner()) = Some(o);
+            }
+        }
+    };
+    let workers = rayon::current_num_threads().max(1);
+    rayon::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|_| worker());
+        }
+    });
+    let st = state.into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = st.error {
+        return Err(e);
+    }
+    let verdicts = samples
+        .iter()
+        .zip(&ids)
+        .zip(outs)
+        .map(|((s, &(pi, cid)), o)| {
+            let o = o
+                .into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(|| Err(anyhow!("sample not judged")));
+            verdict_of(suite, &problems[pi], cid, s, o)
+        })
+        .collect::<Result<Vec<Verdict>>>()?;
+    let gts = st
+        .gts
+        .into_iter()
+        .map(|g| g.ok_or_else(|| anyhow!("ground truth missing")))
+        .collect::<Result<Vec<GroundTruth>>>()?;
+    Ok((
+        GroundTruths {
+            problems: gts,
+            _store: plan.store,
+        },
+        verdicts,
+        st.gt_done_s,
+    ))
+}
+
+/// (problem index, completion index among the problem's samples) per sample.
+fn sample_ids(problems: &[Problem], samples: &[Sample]) -> Result<Vec<(usize, usize)>> {
+    let index: BTreeMap<&str, usize> = problems
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.task_id.as_str(), i))
+        .collect();
+    let mut counters: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut ids = Vec::with_capacity(samples.len());
+    for s in samples {
+        let pi = *index
+            .get(s.task_id.as_str())
+            .ok_or_else(|| anyhow!("sample for unknown task {}", s.task_id))?;
+        let c = counters.entry(s.task_id.as_str()).or_default();
+        ids.push((pi, *c));
+        *c += 1;
+    }
+    Ok(ids)
+}
+
+/// Expected seconds of a sample's check, for ordering: the reference's seconds plus reading the
+/// expected outputs.
+fn check_cost(gt: &GroundTruth) -> f64 {
+    let secs: f64 = gt.times.values().flatten().sum();
+    let bytes = gt
+        .expected
+        .as_ref()
+        .and_then(|f| std::fs::metadata(f).ok())
+        .map_or(0, |m| m.len());
+    secs + bytes as f64 * 1e-8
+}
+
+/// The sandbox job judging sample `s` of problem `p`.
+fn check_job(suite: Suite, p: &Problem, gt: &GroundTruth, s: &Sample) -> Result<Job> {
+    Ok(if suite.is_plus() {
+        let mut limits_per_set = serde_json::Map::new();
+        let mut wall = 1.0;
+        for (set, ts) in &gt.times {
+            let l: Vec<f64> = ts
+                .iter()
+                .map(|t| MIN_TIME_LIMIT_S.max(GT_TIME_LIMIT_FACTOR * t))
+                .collect();
+            wall += SET_TIME_CAP_S.min(l.iter().sum()) + 1.0;
+            limits_per_set.insert(set.clone(), serde_json::json!(l));
+        }
+        let mut job = driver_job(
+            suite,
+            p,
+            gt.problem_file.as_deref(),
+            "check",
+            &s.solution,
+            serde_json::json!({ "limits": limits_per_set }),
+            sandbox_limits(wall),
+        );
+        let expected = gt
+            .expected
+            .clone()
+            .ok_or_else(|| anyhow!("{}: no expected outputs", p.task_id))?;
+        job.links.push(("expected.pkl".into(), expected));
+        job
+    } else {
+        let t = gt
+            .times
+            .get("all")
+            .and_then(|v| v.first())
+            .copied()
+            .unwrap_or(0.0);
+        let wall = SCRIPT_MIN_TIME_LIMIT_S.max(GT_TIME_LIMIT_FACTOR * t) + 1.0;
+        let code = format!("{}\n{}", s.solution, p.test);
+        driver_job(
+            suite,
+            p,
+            None,
+            "script",
+            &code,
+            serde_json::json!({}),
+            sandbox_limits(wall),
+        )
+    })
+}
+
+/// The verdict on sample `s` (completion `cid` of problem `p`) from its check's outcome.
+fn verdict_of(
+    suite: Suite,
+    p: &Problem,
+    cid: usize,
+    s: &Sample,
+    o: Result<crate::sandbox::Outcome>,
+) -> Result<Verdict> {
+    let o = o?;
+    let v = verdict_line(&o);
+    let mut passed = BTreeMap::new();
+    let (base, plus, reason) = match (&v, o.status) {
+        (Some(v), Status::Pass) if suite.is_plus() && v["status"] == "done" => {
+            let mut reason = String::new();
+            let mut st = |set: &str| {
+                let r = &v["sets"][set];
+                let s = parse_status(r["status"].as_str().unwrap_or("fail"));
+                passed.insert(
+                    set.trim_end_matches("_input").to_string(),
+                    [
+                        r["passed"].as_u64().unwrap_or(0) as usize,
+                        r["total"].as_u64().unwrap_or(0) as usize,
+                    ],
+                );
+                if s != Status::Pass && reason.is_empty() {
+                    reason = format!(
+                        "{}: input {}: {}",
+                        set.trim_end_matches("_input"),
+                        r["failed_input"],
+                        r["error"].as_str().unwrap_or("")
+                    );
+                }
+                s
+            };
+            let b = st("base_input");
+            let pl = st("plus_input");
+            (b, Some(pl), reason)
+        }
+        (Some(v), Status::Pass) if !suite.is_plus() && v["status"] == "pass" => {
+            (Status::Pass, None, String::new())
+        }
+        (v, st) => {
+            // The process itself failed (crash, timeout, forged or missing verdict).
+            let st = if st == Status::Pass { Status::Fail } else { st };
+            let why = v
+                .as_ref()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or_else(|| o.reason.clone());
+            let why = if why.is_empty() {
+                "no verdict".to_string()
+            } else {
+                why
+            };
+            (st, suite.is_plus().then_some(st), why)
+        }
+    };
+    let status = if base == Status::Pass && plus.is_none_or(|p| p == Status::Pass) {
+        Status::Pass
+    } else if base != Status::Pass {
+        base
+    } else {
+        plus.unwrap_or(base)
+    };
+    Ok(Verdict {
+        task_id: p.task_id.clone(),
+        completion_id: cid,
+        status,
+        base_status: base,
+        plus_status: plus,
+        reason,
+        passed,
+        wall_s: o.wall_s,
+        solution: s.solution.clone(),
+    })
 }
 
 fn sandbox_limits(wall_s: f64) -> Limits {
@@ -1084,17 +1282,18 @@ pub fn run_code_eval(req: CodeEval<'_>) -> Result<(RunResults, Vec<Verdict>)> {
         .into_iter()
         .filter(|p| wanted.contains(p.task_id.as_str()))
         .collect();
-    let t_gt = std::time::Instant::now();
-    let gts = ground_truth(&sb, suite, &problems)?;
-    let gt_s = t_gt.elapsed().as_secs_f64();
-    let t_check = std::time::Instant::now();
-    let verdicts = check_samples(&sb, suite, &problems, &gts, &samples)?;
+    let t_sandbox = std::time::Instant::now();
+    let (_gts, verdicts, gt_s) = ground_truth_and_check(&sb, suite, &problems, &samples)?;
     if let Some(o) = backend_info.as_object_mut() {
+        // The phases overlap: `ground_truth` is the seconds until the last reference run
+        // ended, `samples` the rest, `total` both.
+        let total = t_sandbox.elapsed().as_secs_f64();
         o.insert(
             "sandbox_seconds".into(),
             serde_json::json!({
                 "ground_truth": gt_s,
-                "samples": t_check.elapsed().as_secs_f64(),
+                "samples": total - gt_s,
+                "total": total,
             }),
         );
     }
