@@ -14,14 +14,73 @@
 # line on the file descriptor that was stdout at start; the program's own stdout/stderr go to
 # /dev/null. The program runs in this process, so it can forge its verdict (as in EvalPlus); the
 # sandbox around the process is what keeps the host safe.
+# The C halves of json, pickle and signal only: their Python modules pull in re, enum and
+# functools, which cost more than a small check itself. json.load's and pickle's results are the
+# same (json.decoder and pickle.load are these C functions with the defaults below).
+import _json
+import _pickle
+import _signal
 import atexit
-import json
 import math
 import os
-import pickle
-import signal
 import sys
 import time
+
+
+class _JsonContext:
+    # What json.JSONDecoder() hands the C scanner (json.decoder: the defaults of json.load).
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"),
+                      "NaN": float("nan")}.__getitem__
+    memo = {}
+
+
+_scan_json = _json.make_scanner(_JsonContext())
+_JSON_WS = " \t\n\r"
+
+
+def load_json(path):
+    # json.load(open(path)): one value, only JSON whitespace around it.
+    with open(path, encoding="utf-8") as f:
+        s = f.read()
+    start = len(s) - len(s.lstrip(_JSON_WS))
+    try:
+        obj, end = _scan_json(s, start)
+    except StopIteration as e:
+        raise ValueError("%s: no JSON value at %d" % (path, e.value)) from None
+    if s[end:].strip(_JSON_WS):
+        raise ValueError("%s: extra data at %d" % (path, end))
+    return obj
+
+
+def dumps(o):
+    # json.dumps for the verdict: dicts with string keys, lists, strings, numbers, booleans, None.
+    if o is None:
+        return "null"
+    if o is True:
+        return "true"
+    if o is False:
+        return "false"
+    if isinstance(o, str):
+        return _json.encode_basestring_ascii(o)
+    if isinstance(o, int):
+        return int.__repr__(o)
+    if isinstance(o, float):
+        if o != o:
+            return "NaN"
+        if o in (float("inf"), float("-inf")):
+            return "Infinity" if o > 0 else "-Infinity"
+        return float.__repr__(o)
+    if isinstance(o, dict):
+        return "{" + ", ".join(dumps(str(k)) + ": " + dumps(v) for k, v in o.items()) + "}"
+    if isinstance(o, (list, tuple)):
+        return "[" + ", ".join(dumps(v) for v in o) + "]"
+    raise TypeError("cannot write %s as JSON" % type(o).__name__)
+
 
 _channel = os.fdopen(os.dup(1), "w")
 _null = os.open(os.devnull, os.O_RDWR)
@@ -57,9 +116,9 @@ def _alarm(signum, frame):
     raise InputTimeout()
 
 
-signal.signal(signal.SIGALRM, _alarm)
+_signal.signal(_signal.SIGALRM, _alarm)
 
-job = json.load(open("job.json"))
+job = load_json("job.json")
 mode = job["mode"]
 kind = job.get("dataset", "humaneval")
 
@@ -187,7 +246,7 @@ def load_fn(code, entry):
 
 
 def emit(obj):
-    _channel.write(json.dumps(obj) + "\n")
+    _channel.write(dumps(obj) + "\n")
     _channel.flush()
 
 
@@ -222,7 +281,7 @@ if mode in ("record", "script-record"):
             if mode == "script-record":
                 report[p["task_id"]] = {"status": "pass", "time": time.perf_counter() - t0}
                 continue
-            problem = json.load(open("problem_%d.json" % i))
+            problem = load_json("problem_%d.json" % i)
             expected, times = {}, {}
             for name in job["sets"]:
                 outs, ts = [], []
@@ -237,7 +296,7 @@ if mode in ("record", "script-record"):
                     outs.append(out)
                 expected[name], times[name] = outs, ts
             with open("expected_%d.pkl" % i, "wb") as f:
-                pickle.dump(expected, f, protocol=4)
+                _pickle.dump(expected, f, protocol=4)
             report[p["task_id"]] = {"status": "pass", "times": times}
         except BaseException as e:
             report[p["task_id"]] = {"status": "fail", "error": err(e)}
@@ -259,10 +318,11 @@ if mode == "script":
     finish(0)
 
 # check mode: one candidate against the recorded outputs
-problem = json.load(open("problem.json"))
+problem = load_json("problem.json")
 atol0 = float(problem.get("atol") or 0)
 sets = job["sets"]
-expected = pickle.load(open("expected.pkl", "rb"))
+with open("expected.pkl", "rb") as f:
+    expected = _pickle.load(f)
 limits = job["limits"]
 result = {}
 for name in sets:
@@ -279,11 +339,11 @@ for name in sets:
     atol = atol0
     for i, inp in enumerate(inputs):
         try:
-            signal.setitimer(signal.ITIMER_REAL, limits[name][i])
+            _signal.setitimer(_signal.ITIMER_REAL, limits[name][i])
             try:
                 out = fn(*inp)
             finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
+                _signal.setitimer(_signal.ITIMER_REAL, 0)
             ok, atol = same(entry, atol, inp, out, expected[name][i])
             msg = None if ok else "wrong output"
         except InputTimeout:
