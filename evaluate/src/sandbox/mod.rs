@@ -499,10 +499,8 @@ impl Sandbox {
                 bail!("sandbox file name {name:?} must be a plain name");
             }
             let dst = work.join(name);
-            if uid.is_some() && is_sealed(src) {
-                if std::fs::hard_link(src, &dst).is_ok() {
-                    continue;
-                }
+            if uid.is_some() && is_sealed(src) && std::fs::hard_link(src, &dst).is_ok() {
+                continue;
             }
             std::fs::copy(src, &dst)
                 .with_context(|| format!("copying {} into the sandbox", src.display()))?;
