@@ -18,6 +18,10 @@
 //!   check). A sample passes `base` when all base inputs pass and the `plus` suite when base and
 //!   plus inputs all pass (EvalPlus's "base + extra tests").
 //!
+//! `quantlab eval` runs both in one pool of workers ([`ground_truth_and_check`]): a sample's check
+//! starts as soon as its problem's ground truth is recorded. Expected outputs and problem lines are
+//! written once per run into a folder next to the sandbox roots and linked into each check.
+//!
 //! Differences from EvalPlus, on purpose: base and plus inputs run in one process per sample (not
 //! two) with the program executed afresh for each set; the per-set process budget is
 //! `min(60 s, Σ limits) + 1 s` as EvalPlus's, summed over both sets; a per-input timeout is

@@ -4,7 +4,10 @@
 //! Each [`Job`] gets, in this order (the child's setup between `fork` and `exec`):
 //! - a fresh temporary root `quantlab-sbx-XXXXXX/` (mode 0711) holding the working directory
 //!   `work/` (the program's cwd and `$HOME`, the only place it may write) and the capture files
-//!   `stdout`/`stderr`; the whole root is removed afterwards;
+//!   `stdout`/`stderr`; the whole root is removed afterwards. Large read-only inputs shared by many
+//!   jobs ([`Job::links`]) are hard links to sealed root-owned files (0444) when the program runs
+//!   under a private uid, copies otherwise; outputs too big to read into memory
+//!   ([`Job::keep`]) are moved out and sealed once the program's processes are gone;
 //! - its own process group (`setpgid(0, 0)`), killed as a whole with `SIGKILL` when the program
 //!   ends or its wall-clock limit passes;
 //! - when quantlab runs as root: a private unprivileged uid (one per concurrent job, from
