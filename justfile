@@ -171,6 +171,24 @@ bench-compress-cpu: build
     fi
     "{{root}}/bench/compress_cpu.sh" "$bv/bin/python"
 
+# GPU machine (issue 3): GPTQ W4A16 of synthetic Llama-3.1-8B shapes (LAYERS=8 decoder layers, 128 x 2048 random tokens) with quantlab (llm-compressor's own recipe, then the paper preset) beside llm-compressor 0.14.0.1 in the same run: wall time, seconds a layer, peak GPU memory
+bench-compress: build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    bv="{{root}}/.cache/bench-venv"
+    if [ ! -x "$bv/bin/python" ]; then "{{venv}}/bin/python" -m venv "$bv"; fi
+    site=$("{{venv}}/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    bsite=$("$bv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    echo "$site" > "$bsite/quantlab-venv-torch.pth"
+    if ! "$bv/bin/python" -c 'import llmcompressor, sys; sys.exit(llmcompressor.__version__ != "0.14.0.1")' 2>/dev/null; then
+        "$bv/bin/pip" install --quiet llmcompressor==0.14.0.1 compressed-tensors==0.19.0 transformers==5.17.0 datasets==5.2.0 accelerate==1.15.0
+    fi
+    cd "{{root}}" && QUANTLAB_BIN="{{bin}}" TOK_DIR="{{default_model}}" PEER_PY="$bv/bin/python" bash bench/gpu_compress.sh
+
+# GPU machine (issue 4): engine throughput on synthetic Llama-3.1-8B (32 layers, vocab 128256): 32 x 1024-token log-likelihood requests and 64 prompts x 256 greedy new tokens, quantlab (`quantlab bench`) beside transformers 5.17 on the same token ids; prints both and the ratios
+bench-eval: build
+    cd "{{root}}" && QUANTLAB_BIN="{{bin}}" TOK_DIR="{{default_model}}" bash bench/gpu_eval.sh
+
 # nightly job: compress MODEL to SCHEME (ARGS go to compress), evaluate BF16 and the compressed model on each suite, report, and gate the recovery against the stored baseline (exit 1 on a regression). Env: QUANTLAB_NIGHTLY_SUITES (default smoke), QUANTLAB_NIGHTLY_LIMIT, QUANTLAB_NIGHTLY_DIR, QUANTLAB_NIGHTLY_BASELINES, QUANTLAB_NIGHTLY_TOLERANCE
 nightly MODEL SCHEME *ARGS: build
     #!/usr/bin/env bash

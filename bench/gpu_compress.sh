@@ -9,14 +9,26 @@
 set -uo pipefail
 export LD_LIBRARY_PATH=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib
 L=${LAYERS:-8}
-gunzip -c .dev/quantlab.gz > /tmp/quantlab && chmod +x /tmp/quantlab
-python3 bench/make_synth_llama8b.py /tmp/synth $L .dev/tok 2>&1 | tail -2
+# `just bench-compress` passes QUANTLAB_BIN (the local build) and TOK_DIR (the default model folder).
+Q=${QUANTLAB_BIN:-/tmp/quantlab}; tok=${TOK_DIR:-.dev/tok}
+[ -x "$Q" ] || { gunzip -c .dev/quantlab.gz > "$Q" && chmod +x "$Q"; }
+python3 bench/make_synth_llama8b.py /tmp/synth $L "$tok" 2>&1 | tail -2
 peak() { # run "$@" while sampling GPU memory; prints PEAK_MIB
   ( while true; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits >> /tmp/mem.txt; sleep 0.2; done ) & sp=$!
   "$@"; rc=$?; kill $sp; sort -n /tmp/mem.txt | tail -1 | sed 's/^/PEAK_MIB /'; rm -f /tmp/mem.txt; return $rc; }
 base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits); echo "BASE_MIB $base"
+# Ours twice: with llm-compressor's own W4A16 recipe (same algorithm as the peer: min-max, static
+# act-order, static scales, layer-wise), then with the paper preset w4a16 (MSE clipping, scales at
+# group boundaries, true-sequential).
 t0=$(date +%s.%N)
-peak /tmp/quantlab compress /tmp/synth w4a16 ${OURS_ARGS:-} --calibration tokens:/tmp/synth/calib.json --samples 128 --seq-len 2048 --device cuda --out /tmp/q-w4 --force 2>&1 | tr '\r' '\n' | grep -v "^\s*$" | tail -4
+peak "$Q" compress /tmp/synth --recipe bench/recipes/llmc_w4a16.yaml --calibration tokens:/tmp/synth/calib.json --samples 128 --seq-len 2048 --device cuda --out /tmp/q-llmc --force 2>&1 | tr '\r' '\n' | grep -v "^\s*$" | tail -2
+t1=$(date +%s.%N); echo "OURS_LLMC_RECIPE_WALL_S $(python3 -c "print(round($t1-$t0,1))")"
+python3 -c "
+import json; r=json.load(open('/tmp/q-llmc/quantlab_recipe.json'))
+for l in r['layers']: print('llmc-recipe layer', l['layer'], 's', round(l['seconds'],2), 'hess', round(l['hessian_s'],2), 'quant', round(l['quantize_s'],2))
+" 2>&1 | tail -9
+t0=$(date +%s.%N)
+peak "$Q" compress /tmp/synth w4a16 ${OURS_ARGS:-} --calibration tokens:/tmp/synth/calib.json --samples 128 --seq-len 2048 --device cuda --out /tmp/q-w4 --force 2>&1 | tr '\r' '\n' | grep -v "^\s*$" | tail -4
 t1=$(date +%s.%N); echo "OURS_WALL_S $(python3 -c "print(round($t1-$t0,1))")"
 python3 -c "
 import json; r=json.load(open('/tmp/q-w4/quantlab_recipe.json'))
@@ -24,6 +36,12 @@ for l in r['layers']: print('layer', l['layer'], 's', round(l['seconds'],2), 'he
 " 2>&1 | tail -9
 cp /tmp/q-w4/quantlab_recipe.json $OUT/ 2>/dev/null
 if [ "${PEER:-1}" = 1 ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
-  peak python3 bench/llmc_oneshot.py /tmp/synth w4a16 /tmp/synth/calib.json /tmp/p-w4 2>&1 | grep -E "PEER_|Error|error" | tail -5
+  # `just bench-compress` passes PEER_PY (.cache/bench-venv's python with llm-compressor); on the
+  # device machine the carried wheels in .whl are installed instead.
+  py=${PEER_PY:-}
+  if [ -z "$py" ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+    py=python3
+  fi
+  peak "$py" bench/llmc_oneshot.py /tmp/synth w4a16 /tmp/synth/calib.json /tmp/p-w4 2>&1 | grep -E "PEER_|Error|error" | tail -5
 fi

@@ -3,6 +3,7 @@
 //! the compressed-tensors checkpoint writer.
 pub mod awq;
 pub mod gptq;
+pub mod gptq_sweep;
 pub mod observer;
 pub mod pack;
 pub mod pipeline;

@@ -194,3 +194,66 @@ fn bfloat16_stays_close_to_the_fp32_reference() {
         );
     }
 }
+
+/// `quantlab bench`'s measurement on the real model: the scoring pass gives the engine's own
+/// log-likelihoods (their sum), generation runs exactly `new_tokens` per prompt even past EOS, and
+/// the engine's EOS ids are back afterwards.
+#[test]
+fn throughput_bench_scores_and_generates_what_it_counts() {
+    use quantlab_model::throughput::{run, BenchRequests};
+    let mut e = engine(8);
+    let score: Vec<Vec<i64>> = vec![(100..130).collect(), (500..520).collect()];
+    let generate: Vec<Vec<i64>> = vec![vec![1, 2, 3], (40..60).collect()];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("req.json");
+    std::fs::write(
+        &path,
+        serde_json::json!({"score": score, "continuation": 4, "generate": generate, "new_tokens": 6})
+            .to_string(),
+    )
+    .unwrap();
+    let req = BenchRequests::read(&path).unwrap();
+    let eos = e.tokenizer.eos_ids.clone();
+    assert!(!eos.is_empty());
+    let rep = run(&mut e, &req).unwrap();
+    assert_eq!(e.tokenizer.eos_ids, eos);
+    assert_eq!((rep.score_rows, rep.score_tokens), (2, 50));
+    let pairs: Vec<(Vec<i64>, Vec<i64>)> = score
+        .iter()
+        .map(|r| (r[..r.len() - 4].to_vec(), r[r.len() - 4..].to_vec()))
+        .collect();
+    let want: f64 = e
+        .score(&pairs, &|_| {})
+        .unwrap()
+        .iter()
+        .map(|s| s.logprob)
+        .sum();
+    assert!(
+        (rep.score_logprob_sum - want).abs() < 1e-6,
+        "{} vs {want}",
+        rep.score_logprob_sum
+    );
+    assert!(rep.score_logprob_sum < 0.0);
+    assert_eq!((rep.generate_rows, rep.new_tokens), (2, 6));
+    assert!(rep.score_tokens_per_s > 0.0 && rep.generate_tokens_per_s > 0.0);
+    // 12 tokens were generated in generate_s seconds.
+    assert!((rep.generate_tokens_per_s * rep.generate_s - 12.0).abs() < 1e-6);
+    // Bad files name the field.
+    for (body, field) in [
+        (r#"{"score": [], "generate": []}"#, "'score'"),
+        (r#"{"score": [[1, 2]], "continuation": 2}"#, "row 0"),
+        (r#"{"generate": [[1]], "new_tokens": 0}"#, "'new_tokens'"),
+        (r#"{"generate": [[]], "new_tokens": 3}"#, "'generate' row 0"),
+        (
+            r#"{"score": [[1, 2]], "continuation": 0}"#,
+            "'continuation'",
+        ),
+    ] {
+        std::fs::write(&path, body).unwrap();
+        let err = BenchRequests::read(&path).unwrap_err().to_string();
+        assert!(
+            err.contains(field) && err.contains("req.json"),
+            "{body}: {err}"
+        );
+    }
+}
