@@ -240,6 +240,45 @@ fn inverse_hessian_cholesky(h: &Tensor, cfg: &GptqConfig) -> Option<(Tensor, f64
     }
 }
 
+/// One block `[i1, i1 + count)` of the sweep as tensor operations on `w`'s device (a few small
+/// kernels per column): returns `(q1, err1)` `[rows, count]` as [`host_block`] does.
+#[allow(clippy::too_many_arguments)]
+fn tensor_block(
+    w: &Tensor,
+    hinv: &Tensor,
+    i1: i64,
+    count: i64,
+    col_group: &[i64],
+    static_qp: Option<&QParams>,
+    dynamic: (&Tensor, Option<&Tensor>),
+    ty: WeightType,
+) -> (Tensor, Tensor) {
+    let kind = w.kind();
+    let w1 = w.narrow(1, i1, count).copy();
+    let q1 = w1.zeros_like();
+    let err1 = w1.zeros_like();
+    let hinv1 = hinv.narrow(0, i1, count).narrow(1, i1, count);
+    for i in 0..count {
+        let gi = col_group[i as usize];
+        let (s, z) = match static_qp {
+            Some(qp) => qp.column(gi),
+            None => (dynamic.0.select(1, gi), dynamic.1.map(|z| z.select(1, gi))),
+        };
+        let wc = w1.select(1, i);
+        let qc = fake_quantize(&wc, &s, z.as_ref(), ty).to_kind(kind);
+        q1.select(1, i).copy_(&qc);
+        let d = hinv1.get(i).get(i);
+        // Negated error (q - w) / d, so that the rank-1 update is an `addr_`.
+        let e = (&qc - &wc) / &d;
+        err1.select(1, i).copy_(&e);
+        if i + 1 < count {
+            let mut rest = w1.narrow(1, i + 1, count - i - 1);
+            let _ = rest.addr_(&e, &hinv1.get(i).narrow(0, i + 1, count - i - 1));
+        }
+    }
+    (q1, err1)
+}
+
 /// Whether the per-column loop runs on the host ([`crate::gptq_sweep`]): on the CPU by default;
 /// on CUDA the tensor loop stays (measured on an H200 at Llama-3.1-8B shapes: 6–7 s a layer with
 /// the host sweep against 4 s with the tensor loop, the block copies dominating).
@@ -349,6 +388,20 @@ pub fn gptq_quantize(
     cfg: &GptqConfig,
     name: &str,
 ) -> Result<GptqOutput> {
+    gptq_quantize_sweep(w, h, q, cfg, name, host_sweep_enabled(w.device()))
+}
+
+/// [`gptq_quantize`] with the block sweep chosen by the caller: `host` sweeps integer types on
+/// the host ([`crate::gptq_sweep`]), otherwise as tensor operations on `w`'s device. Both compute
+/// the same GPTQ; tests run each against the reference.
+pub fn gptq_quantize_sweep(
+    w: &Tensor,
+    h: &Tensor,
+    q: &WeightQuant,
+    cfg: &GptqConfig,
+    name: &str,
+    host: bool,
+) -> Result<GptqOutput> {
     let (rows, cols) = (w.size()[0], w.size()[1]);
     if h.size() != [cols, cols] {
         anyhow::bail!(
@@ -450,9 +503,9 @@ pub fn gptq_quantize(
     let bs = cfg.block_size.max(1) as i64;
     // Integer types in f32/f64 sweep each block on the host (`gptq_sweep`); fp8 keeps the
     // tensor loop below.
-    let host = matches!(q.ty, WeightType::Int { .. })
-        && matches!(kind, Kind::Float | Kind::Double)
-        && host_sweep_enabled(w.device());
+    let host = host
+        && matches!(q.ty, WeightType::Int { .. })
+        && matches!(kind, Kind::Float | Kind::Double);
     let mut i1 = 0;
     while i1 < cols {
         let mut i2 = (i1 + bs).min(cols);
@@ -461,92 +514,45 @@ pub fn gptq_quantize(
             // start, from the weights with every earlier column's update applied.
             let g = group.unwrap_or(cols);
             i2 = i2.min((i1 / g + 1) * g);
-        }
-        let count = i2 - i1;
-        if host {
-            if scale_update == ScaleUpdate::GroupBoundary {
-                let g = group.unwrap_or(cols);
-                if i1 % g == 0 {
-                    let gi = col_group[i1 as usize];
-                    let cur = w.narrow(1, i1, g).to_kind(Kind::Float);
-                    let qp = q
-                        .observer
-                        .qparams(&cur.unsqueeze(1), q.ty, q.symmetric, q.scale_kind);
-                    dyn_scale.narrow(1, gi, 1).copy_(&qp.scale);
-                    if let (Some(dz), Some(z)) = (&dyn_zp, &qp.zero_point) {
-                        dz.narrow(1, gi, 1).copy_(z);
-                    }
+            if i1 % g == 0 {
+                let gi = col_group[i1 as usize];
+                let cur = w.narrow(1, i1, g.min(cols - i1)).to_kind(Kind::Float);
+                let qp = q
+                    .observer
+                    .qparams(&cur.unsqueeze(1), q.ty, q.symmetric, q.scale_kind);
+                dyn_scale.narrow(1, gi, 1).copy_(&qp.scale);
+                if let (Some(dz), Some(z)) = (&dyn_zp, &qp.zero_point) {
+                    dz.narrow(1, gi, 1).copy_(z);
                 }
             }
-            let (q1, err1) = host_block(
+        }
+        let count = i2 - i1;
+        let cols_g = &col_group[i1 as usize..i2 as usize];
+        let (q1, err1) = if host {
+            host_block(
                 &w,
                 &hinv,
                 i1,
                 count,
-                &col_group[i1 as usize..i2 as usize],
+                cols_g,
                 static_qp
                     .as_ref()
                     .map(|qp| (&qp.scale, qp.zero_point.as_ref())),
                 (&dyn_scale, dyn_zp.as_ref()),
                 q.ty,
-            )?;
-            w.narrow(1, i1, count).copy_(&q1);
-            losses += err1
-                .square()
-                .sum_dim_intlist([1i64].as_slice(), false, kind)
-                / 2.0;
-            if i2 < cols {
-                let mut rest = w.narrow(1, i2, cols - i2);
-                rest += err1.mm(&hinv.narrow(0, i1, count).narrow(1, i2, cols - i2));
-            }
-            i1 = i2;
-            continue;
-        }
-        let w1 = w.narrow(1, i1, count).copy();
-        let q1 = w1.zeros_like();
-        let err1 = w1.zeros_like();
-        let hinv1 = hinv.narrow(0, i1, count).narrow(1, i1, count);
-        for i in 0..count {
-            let col = i1 + i;
-            let gi = col_group[col as usize];
-            if scale_update == ScaleUpdate::GroupBoundary {
-                let g = group.unwrap_or(cols);
-                if col % g == 0 {
-                    // The group's current values: in-block columns from w1, the rest from w.
-                    let in_block = (count - i).min(g);
-                    let mut parts = vec![w1.narrow(1, i, in_block)];
-                    if in_block < g {
-                        parts.push(w.narrow(1, i2, g - in_block));
-                    }
-                    let cur = Tensor::cat(&parts, 1).to_kind(Kind::Float);
-                    let qp = q
-                        .observer
-                        .qparams(&cur.unsqueeze(1), q.ty, q.symmetric, q.scale_kind);
-                    dyn_scale.narrow(1, gi, 1).copy_(&qp.scale);
-                    if let (Some(dz), Some(z)) = (&dyn_zp, &qp.zero_point) {
-                        dz.narrow(1, gi, 1).copy_(z);
-                    }
-                }
-            }
-            let (s, z) = match &static_qp {
-                Some(qp) => qp.column(gi),
-                None => (
-                    dyn_scale.select(1, gi),
-                    dyn_zp.as_ref().map(|z| z.select(1, gi)),
-                ),
-            };
-            let wc = w1.select(1, i);
-            let qc = fake_quantize(&wc, &s, z.as_ref(), q.ty).to_kind(kind);
-            q1.select(1, i).copy_(&qc);
-            let d = hinv1.get(i).get(i);
-            // Negated error (q - w) / d, so that the rank-1 update is an `addr_`.
-            let e = (&qc - &wc) / &d;
-            err1.select(1, i).copy_(&e);
-            if i + 1 < count {
-                let mut rest = w1.narrow(1, i + 1, count - i - 1);
-                let _ = rest.addr_(&e, &hinv1.get(i).narrow(0, i + 1, count - i - 1));
-            }
-        }
+            )?
+        } else {
+            tensor_block(
+                &w,
+                &hinv,
+                i1,
+                count,
+                cols_g,
+                static_qp.as_ref(),
+                (&dyn_scale, dyn_zp.as_ref()),
+                q.ty,
+            )
+        };
         w.narrow(1, i1, count).copy_(&q1);
         losses += err1
             .square()

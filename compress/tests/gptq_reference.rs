@@ -196,14 +196,37 @@ fn check(bits: u32, strategy: Strategy, block: usize, update: ScaleUpdate, actor
         scale_update: update,
         ..GptqConfig::default()
     };
+    // Both sweeps (on the host, and as tensor operations) against the reference.
+    for host in [true, false] {
+        let ours =
+            quantlab_compress::gptq::gptq_quantize_sweep(&w, &h, &q, &cfg, "test", host).unwrap();
+        check_against_reference(&w, &h, &q, &cfg, &ours, bits, strategy, block, host);
+    }
     let ours = gptq_quantize(&w, &h, &q, &cfg, "test").unwrap();
+    check_against_reference(&w, &h, &q, &cfg, &ours, bits, strategy, block, true);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_against_reference(
+    w: &Tensor,
+    h: &Tensor,
+    q: &WeightQuant,
+    cfg: &GptqConfig,
+    ours: &quantlab_compress::gptq::GptqOutput,
+    bits: u32,
+    strategy: Strategy,
+    block: usize,
+    host: bool,
+) {
+    let (rows, cols) = (w.size()[0], w.size()[1]);
+    let (update, actorder) = (cfg.scale_update, cfg.actorder);
     let g = match strategy {
         Strategy::Group(g) => g,
         _ => cols as usize,
     };
     let r = reference(
-        &to_vec(&w),
-        &to_vec(&h),
+        &to_vec(w),
+        &to_vec(h),
         rows as usize,
         cols as usize,
         bits,
@@ -217,7 +240,7 @@ fn check(bits: u32, strategy: Strategy, block: usize, update: ScaleUpdate, actor
         .zip(&r.q)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f64::max);
-    assert!(max_diff < 1e-5, "bits {bits} {strategy:?} block {block} {update:?} {actorder:?}: max |ours - reference| = {max_diff}");
+    assert!(max_diff < 1e-5, "bits {bits} {strategy:?} block {block} {update:?} {actorder:?} host sweep {host}: max |ours - reference| = {max_diff}");
     let loss: f64 = ours.row_losses.iter().sum();
     assert!(
         (loss - r.loss).abs() <= 1e-5 * r.loss.max(1.0),
@@ -225,11 +248,11 @@ fn check(bits: u32, strategy: Strategy, block: usize, update: ScaleUpdate, actor
         r.loss
     );
     // GPTQ must beat round-to-nearest on the layer's output error tr((W-Q) H (W-Q)ᵀ).
-    let rtn = quantlab_compress::quantize::quantize_rtn(&w, q.ty, strategy, Kind::BFloat16);
+    let rtn = quantlab_compress::quantize::quantize_rtn(w, q.ty, strategy, Kind::BFloat16);
     let rtn_w = quantlab_compress::quantize::dequantize(&rtn, strategy).to_kind(Kind::Double);
     let out_err = |x: &Tensor| {
-        let d = &w - x;
-        d.mm(&h).mm(&d.tr()).trace().double_value(&[])
+        let d = w - x;
+        d.mm(h).mm(&d.tr()).trace().double_value(&[])
     };
     assert!(
         out_err(&ours.weight) < out_err(&rtn_w),
