@@ -157,11 +157,13 @@ enum Cmd {
         /// FILE: score these pre-generated answers instead of generating (code suites: JSONL of
         /// task_id and solution or completion; similarity: id and answer); MODEL is then optional
         /// (only recorded). N (digits only; write ./N for a file so named): code suites generate N
-        /// samples per problem, which needs --temperature; pass@k is reported for k <= N.
+        /// samples per problem, which needs --temperature; pass@k is reported for k in {1, 10,
+        /// 100} up to N.
         #[arg(long, value_name = "FILE|N")]
         samples: Option<String>,
         /// Code suites: sample with this temperature (> 0) instead of decoding greedily
-        /// (EvalPlus: e.g. 0.8 with --samples 10 for pass@10; 0 = greedy).
+        /// (EvalPlus: e.g. 0.8 with --samples 10 for pass@10; 0 = greedy; without --samples N,
+        /// one sample per problem). --top-p and --seed apply only with it.
         #[arg(long, allow_negative_numbers = true)]
         temperature: Option<f64>,
         /// Code suites, with --temperature: nucleus sampling mass (EvalPlus's 0.95).
@@ -1039,6 +1041,11 @@ fn run(cli: Cli) -> Result<()> {
                     max_length: None,
                 },
             )?;
+            let max_len = engine
+                .opts
+                .max_length
+                .unwrap_or(engine.model.cfg.max_position_embeddings);
+            req.check_for(&requests, engine.model.cfg.vocab_size, max_len)?;
             let rep = quantlab_model::throughput::run(&mut engine, &req)?;
             println!("{}", serde_json::to_string_pretty(&rep)?);
         }

@@ -445,7 +445,7 @@ fn sampling_flags_are_checked() {
                 "--temperature",
                 "-1",
             ],
-            &["temperature must be > 0"],
+            &["temperature must be finite and > 0"],
         ),
         (
             &[

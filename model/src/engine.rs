@@ -143,7 +143,7 @@ impl Sampling {
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
             return Err(ModelError::Other(format!(
-                "sampling temperature must be > 0 (got {}); use greedy decoding for 0",
+                "sampling temperature must be finite and > 0 (got {}); use greedy decoding for 0",
                 self.temperature
             )));
         }

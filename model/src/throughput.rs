@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Instant;
 
-/// The requests of one benchmark (see the module documentation).
+/// The requests of one benchmark (see the module documentation). Unknown keys are errors.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BenchRequests {
     /// Token rows to score (each at least `continuation + 1` ids).
     #[serde(default)]
@@ -71,6 +72,51 @@ impl BenchRequests {
             return Err(bad(format!("field 'generate' row {i} is empty")));
         }
         Ok(r)
+    }
+}
+
+impl BenchRequests {
+    /// Check the requests against a loaded model before any work: token ids in `[0, vocab)`,
+    /// score rows within the context window `max_len`, prompt + `new_tokens` within it too.
+    /// Errors name `path` and the field.
+    pub fn check_for(&self, path: &Path, vocab: usize, max_len: usize) -> Result<()> {
+        let bad = |msg: String| ModelError::Format {
+            file: path.to_path_buf(),
+            msg,
+        };
+        for (field, rows) in [("score", &self.score), ("generate", &self.generate)] {
+            for (i, row) in rows.iter().enumerate() {
+                if let Some(t) = row.iter().find(|&&t| t < 0 || t as usize >= vocab) {
+                    return Err(bad(format!(
+                        "field '{field}' row {i}: token id {t} is outside the model's vocabulary (0..{vocab})"
+                    )));
+                }
+            }
+        }
+        if let Some((i, r)) = self
+            .score
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.len() > max_len + 1)
+        {
+            return Err(bad(format!(
+                "field 'score' row {i} has {} ids; the context window is {max_len}",
+                r.len()
+            )));
+        }
+        if let Some((i, r)) = self
+            .generate
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.len() + self.new_tokens > max_len)
+        {
+            return Err(bad(format!(
+                "field 'generate' row {i} ({} ids) + field 'new_tokens' ({}) exceed the context window of {max_len}",
+                r.len(),
+                self.new_tokens
+            )));
+        }
+        Ok(())
     }
 }
 

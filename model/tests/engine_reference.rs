@@ -256,4 +256,36 @@ fn throughput_bench_scores_and_generates_what_it_counts() {
             "{body}: {err}"
         );
     }
+    // A typo is an unknown field, not a default.
+    std::fs::write(&path, r#"{"generate": [[1]], "new_token": 3}"#).unwrap();
+    let err = BenchRequests::read(&path).unwrap_err().to_string();
+    assert!(err.contains("unknown field `new_token`"), "{err}");
+    // Checked against the model before any work: ids outside the vocabulary, rows too long.
+    let vocab = e.model.cfg.vocab_size;
+    for (body, field) in [
+        (
+            format!(r#"{{"score": [[1, 2, {vocab}]]}}"#),
+            "'score' row 0: token id 49152",
+        ),
+        (
+            r#"{"generate": [[5, -3]], "new_tokens": 2}"#.to_string(),
+            "'generate' row 0: token id -3",
+        ),
+        (
+            r#"{"generate": [[5]], "new_tokens": 100000}"#.to_string(),
+            "'new_tokens' (100000)",
+        ),
+    ] {
+        std::fs::write(&path, body).unwrap();
+        let req = BenchRequests::read(&path).unwrap();
+        let err = req.check_for(&path, vocab, 8192).unwrap_err().to_string();
+        assert!(err.contains(field) && err.contains("req.json"), "{err}");
+    }
+    let long = serde_json::json!({"score": [vec![7i64; 9000]]}).to_string();
+    std::fs::write(&path, long).unwrap();
+    let err = BenchRequests::read(&path)
+        .unwrap()
+        .check_for(&path, vocab, 8192)
+        .unwrap_err();
+    assert!(err.to_string().contains("9000 ids"), "{err}");
 }
