@@ -901,7 +901,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             if samples.is_some() {
                 anyhow::bail!(
-                    "--samples is for the code suites (humaneval, humanevalplus, mbpp, mbppplus)"
+                    "--samples is for the code suites (humaneval, humanevalplus, mbpp, mbppplus) and --suite similarity"
                 );
             }
             let model =
