@@ -35,6 +35,34 @@ fn backend(dir: &std::path::Path) -> LocalBackend {
     LocalBackend::new(engine)
 }
 
+/// `run_code_eval` on the first two HumanEval problems, generating with `be`, into `out/run`.
+fn run_two(
+    be: &mut LocalBackend,
+    dir: &std::path::Path,
+    data: &std::path::Path,
+    max_new_tokens: usize,
+    decoding: generate::Decoding,
+    out: &std::path::Path,
+) -> (quantlab_evaluate::RunResults, Vec<codeeval::Verdict>) {
+    let describe = be.describe();
+    codeeval::run_code_eval(CodeEval {
+        suite: Suite::HumanEval,
+        data_dir: data.to_path_buf(),
+        limit: Some(2),
+        samples: None,
+        backend: Some(be),
+        max_new_tokens,
+        decoding,
+        run: CodeRunOptions {
+            out_dir: out.join("run"),
+            model: quantlab_evaluate::model_info::model_info("smollm2-135m", dir).unwrap(),
+            backend: describe,
+            limit: Some(2),
+        },
+    })
+    .unwrap()
+}
+
 #[test]
 fn greedy_pass_at_1_on_two_humaneval_problems() {
     let dir = model_dir();
@@ -51,23 +79,14 @@ fn greedy_pass_at_1_on_two_humaneval_problems() {
         req.context
     );
     let out = tempfile::tempdir().unwrap();
-    let describe = be.describe();
-    let (res, verdicts) = codeeval::run_code_eval(CodeEval {
-        suite: Suite::HumanEval,
-        data_dir: data,
-        limit: Some(2),
-        samples: None,
-        backend: Some(&mut be),
-        max_new_tokens: 128,
-        decoding: generate::Decoding::GREEDY,
-        run: CodeRunOptions {
-            out_dir: out.path().join("run"),
-            model: quantlab_evaluate::model_info::model_info("smollm2-135m", &dir).unwrap(),
-            backend: describe,
-            limit: Some(2),
-        },
-    })
-    .unwrap();
+    let (res, verdicts) = run_two(
+        &mut be,
+        &dir,
+        &data,
+        128,
+        generate::Decoding::GREEDY,
+        out.path(),
+    );
     assert_eq!(verdicts.len(), 2);
     assert_eq!(verdicts[0].task_id, "HumanEval/0");
     assert!(!verdicts[0].solution.contains("```"));
@@ -103,23 +122,7 @@ fn sampled_solutions_are_seeded_per_sample() {
         seed: 7,
     };
     let out = tempfile::tempdir().unwrap();
-    let describe = be.describe();
-    let (res, verdicts) = codeeval::run_code_eval(CodeEval {
-        suite: Suite::HumanEval,
-        data_dir: data.clone(),
-        limit: Some(2),
-        samples: None,
-        backend: Some(&mut be),
-        max_new_tokens: 48,
-        decoding,
-        run: CodeRunOptions {
-            out_dir: out.path().join("run"),
-            model: quantlab_evaluate::model_info::model_info("smollm2-135m", &dir).unwrap(),
-            backend: describe,
-            limit: Some(2),
-        },
-    })
-    .unwrap();
+    let (res, verdicts) = run_two(&mut be, &dir, &data, 48, decoding, out.path());
     let ids: Vec<&str> = verdicts.iter().map(|v| v.task_id.as_str()).collect();
     assert_eq!(
         ids,

@@ -161,9 +161,13 @@ impl Sampling {
 /// rows without sampling; for the others, inverse-CDF sampling of [`Sampling`] with the uniform
 /// `u[r]` in [0, 1). Returns `b` token ids (on the host).
 pub fn next_tokens(logits: &Tensor, sampling: &[Option<Sampling>], u: &[f64]) -> Result<Vec<i64>> {
-    let greedy = Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu))?;
+    let argmax = || -> Result<Vec<i64>> {
+        Ok(Vec::<i64>::try_from(
+            logits.argmax(-1, false).to_device(Device::Cpu),
+        )?)
+    };
     if sampling.iter().all(|s| s.is_none()) {
-        return Ok(greedy);
+        return argmax();
     }
     let dev = logits.device();
     let rows: Vec<i64> = (0..sampling.len() as i64)
@@ -203,7 +207,12 @@ pub fn next_tokens(logits: &Tensor, sampling: &[Option<Sampling>], u: &[f64]) ->
         .minimum(&(n_keep - 1));
     let tok = order.gather(-1, &j, false).squeeze_dim(-1);
     let tok = Vec::<i64>::try_from(tok.to_device(Device::Cpu))?;
-    let mut out = greedy;
+    // The argmax only when some row decodes greedily.
+    let mut out = if rows.len() < sampling.len() {
+        argmax()?
+    } else {
+        vec![0; sampling.len()]
+    };
     for (k, &r) in rows.iter().enumerate() {
         out[r as usize] = tok[k];
     }
