@@ -45,6 +45,10 @@ venv:
     if ! "{{venv}}/bin/python" -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.11.0")' 2>/dev/null; then
         "{{venv}}/bin/pip" install --quiet torch==2.11.0
     fi
+    # CUDA runtime's crt/ headers (134 KB), for the CUDA-graph shim of the decode loop (model/build.rs).
+    if [ ! -f "$("{{venv}}/bin/python" -c 'import torch,os;print(os.path.dirname(torch.__file__))')/../nvidia/cu13/include/crt/host_config.h" ]; then
+        "{{venv}}/bin/pip" install --quiet --no-deps nvidia-cuda-crt==13.0.88
+    fi
     # The interop test's peers (cli/tests/interop_python.rs), pinned as in shared/reference/how-made/pip-freeze.txt.
     if ! "{{venv}}/bin/python" -c 'import compressed_tensors, transformers, sys; sys.exit(compressed_tensors.__version__.split("+")[0] != "0.19.0" or transformers.__version__ != "5.17.0")' 2>/dev/null; then
         "{{venv}}/bin/pip" install --quiet compressed-tensors==0.19.0 transformers==5.17.0

@@ -8,7 +8,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-fn torch_lib_dir() -> Option<PathBuf> {
+/// `torch/lib` of the libtorch we build against (`LIBTORCH`, else the `torch` of `python3`).
+pub fn torch_lib_dir() -> Option<PathBuf> {
     if let Ok(dir) = std::env::var("LIBTORCH") {
         return Some(PathBuf::from(dir).join("lib"));
     }
@@ -26,7 +27,8 @@ fn torch_lib_dir() -> Option<PathBuf> {
     Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
-fn main() {
+#[allow(dead_code)]
+pub fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=PYTHON_SYS_EXECUTABLE");
     if let Some(dir) = torch_lib_dir() {

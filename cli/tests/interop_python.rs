@@ -211,7 +211,7 @@ fn check_logits(ckpt: &Path, peer: &Path, tol: f64) -> f64 {
         let valid = Tensor::ones([1, t], (Kind::Bool, Device::Cpu));
         let mask = quantlab_model::llama::causal_mask(&valid, 0, t);
         let ours = tch::no_grad(|| {
-            let h = e.model.forward(&ids_t, &pos, &mask, None);
+            let h = e.model.forward(&ids_t, &pos, Some(&mask), None);
             e.model.logits(&h.get(0)).get(t - 1)
         });
         let theirs = hf.get(&format!("logits.{ci}")).unwrap();

@@ -10,6 +10,7 @@
 //! temperature + nucleus (top-p) sampling ([`Sampling`]) with a seeded stream per prompt.
 
 use crate::config::LlamaConfig;
+use crate::cuda_graph;
 use crate::error::{ModelError, Result};
 use crate::llama::{causal_mask, KvCache, Llama};
 use crate::tokenizer::Tokenizer;
@@ -219,6 +220,59 @@ pub fn next_tokens(logits: &Tensor, sampling: &[Option<Sampling>], u: &[f64]) ->
     Ok(out)
 }
 
+/// How the decode loop runs its steps: eagerly, or (CUDA, shim built, `QUANTLAB_CUDA_GRAPH` not
+/// `0`, more than two steps) the first step eagerly on the capture stream as the warm-up, the
+/// step captured once, and every later step a replay. A failed capture falls back to eager steps
+/// with a warning.
+struct DecodeGraph {
+    graph: Option<cuda_graph::Graph>,
+    out: Option<Tensor>,
+}
+
+impl DecodeGraph {
+    fn new(device: Device, steps: usize) -> DecodeGraph {
+        let wanted = std::env::var("QUANTLAB_CUDA_GRAPH")
+            .map(|v| v != "0")
+            .unwrap_or(true);
+        let graph = match device {
+            Device::Cuda(i) if wanted && steps > 2 && cuda_graph::available() => {
+                match cuda_graph::Graph::new(i) {
+                    Ok(g) => Some(g),
+                    Err(e) => {
+                        tracing::warn!("decoding without a CUDA graph: {e}");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        DecodeGraph { graph, out: None }
+    }
+
+    /// Run one step; returns its output (for a replay, a shallow copy of the captured output,
+    /// which the next replay overwrites: use it before the next step).
+    fn step(&mut self, f: &mut dyn FnMut() -> Tensor) -> Result<Tensor> {
+        let Some(g) = self.graph.as_mut() else {
+            return Ok(f());
+        };
+        if let Some(out) = &self.out {
+            g.replay()?;
+            return Ok(out.shallow_clone());
+        }
+        match g.capture(f) {
+            Ok((warm, out)) => {
+                self.out = Some(out);
+                Ok(warm)
+            }
+            Err(e) => {
+                tracing::warn!("decoding without a CUDA graph: {e}");
+                self.graph = None;
+                Ok(f())
+            }
+        }
+    }
+}
+
 /// A model ready to score and generate.
 pub struct Engine {
     pub model: Llama,
@@ -249,7 +303,8 @@ impl Engine {
         }
         let weights = Weights::open(dir)?;
         let tokenizer = Tokenizer::load(dir, &cfg.eos_ids())?;
-        let model = Llama::load(dir, cfg, &weights, kind, device)?;
+        let mut model = Llama::load(dir, cfg, &weights, kind, device)?;
+        model.fuse_projections();
         Ok(Engine {
             model,
             tokenizer,
@@ -324,24 +379,56 @@ impl Engine {
             let positions = Tensor::arange(t, (Kind::Int64, self.device))
                 .unsqueeze(0)
                 .expand([b, t], false);
-            let mask = causal_mask(&valid_t, 0, t);
-            let hidden = self.model.forward(&ids_t, &positions, &mask, None);
-            for (r, &k) in batch.iter().enumerate() {
-                let (ri, inp, cont_len) = (&items[k].0, &items[k].1, items[k].2);
-                let inplen = inp.len() as i64;
-                let cl = cont_len as i64;
-                let h = hidden.get(r as i64).narrow(0, inplen - cl, cl);
-                let logp = self.model.logits(&h).log_softmax(-1, Kind::Float);
-                let cont = &reqs[*ri].1;
-                let cont_t = Tensor::from_slice(cont).to_device(self.device);
-                let picked = logp.gather(1, &cont_t.unsqueeze(1), false).squeeze_dim(1);
-                let greedy = logp.argmax(-1, false);
-                let logprob = picked
-                    .to_kind(Kind::Double)
-                    .sum(Kind::Double)
-                    .double_value(&[]);
-                let is_greedy = greedy.eq_tensor(&cont_t).all().int64_value(&[]) == 1;
-                out[*ri] = Score { logprob, is_greedy };
+            // Rows are right-padded, so plain causal attention is exact for every real token
+            // (and lets SDPA take its flash kernel); padded positions are never read.
+            drop(valid_t);
+            // Only the continuation positions are read: the last layer computes just those.
+            let from = batch
+                .iter()
+                .map(|&k| items[k].1.len() - items[k].2)
+                .min()
+                .unwrap_or(0);
+            let hidden = self.model.forward_tail(&ids_t, &positions, from as i64);
+            let w = longest - from;
+            // Continuation positions of the batch's rows, through the LM head in chunks of at
+            // most SCORE_CHUNK tokens (one GEMM per chunk instead of one per row, and one copy
+            // to the host).
+            const SCORE_CHUNK: usize = 4096;
+            let flat = hidden.view([b * w as i64, -1]);
+            let mut r0 = 0;
+            while r0 < batch.len() {
+                let mut r1 = r0;
+                let mut n = 0;
+                while r1 < batch.len() && (r1 == r0 || n + items[batch[r1]].2 <= SCORE_CHUNK) {
+                    n += items[batch[r1]].2;
+                    r1 += 1;
+                }
+                let mut rows = Vec::with_capacity(n);
+                let mut targets = Vec::with_capacity(n);
+                for (r, &k) in batch.iter().enumerate().take(r1).skip(r0) {
+                    let (ri, inplen, cl) = (items[k].0, items[k].1.len(), items[k].2);
+                    rows.extend((inplen - cl..inplen).map(|p| (r * w + p - from) as i64));
+                    targets.extend_from_slice(&reqs[ri].1);
+                }
+                let rows_t = Tensor::from_slice(&rows).to_device(self.device);
+                let tgt_t = Tensor::from_slice(&targets).to_device(self.device);
+                let logp = self
+                    .model
+                    .logits(&flat.index_select(0, &rows_t))
+                    .log_softmax(-1, Kind::Float);
+                let picked = logp.gather(1, &tgt_t.unsqueeze(1), false).squeeze_dim(1);
+                let greedy = logp.argmax(-1, false).eq_tensor(&tgt_t);
+                let picked = Vec::<f32>::try_from(picked.to_device(Device::Cpu))?;
+                let greedy = Vec::<bool>::try_from(greedy.to_device(Device::Cpu))?;
+                let mut at = 0;
+                for &k in &batch[r0..r1] {
+                    let (ri, cl) = (items[k].0, items[k].2);
+                    let logprob = picked[at..at + cl].iter().map(|&x| x as f64).sum();
+                    let is_greedy = greedy[at..at + cl].iter().all(|&g| g);
+                    out[ri] = Score { logprob, is_greedy };
+                    at += cl;
+                }
+                r0 = r1;
             }
             progress(batch.len());
         }
@@ -435,22 +522,39 @@ impl Engine {
             }
         }
         let dev = self.device;
-        let mut key_valid = Tensor::from_slice(&valid)
-            .view([b, t as i64])
-            .to_device(dev);
+        let bt = [b, t as i64];
+        let key_valid = Tensor::from_slice(&valid).view(bt).to_device(dev);
         let mut next_pos: Vec<i64> = prompts.iter().map(|p| p.len() as i64).collect();
-        let ids_t = Tensor::from_slice(&ids).view([b, t as i64]).to_device(dev);
-        let pos_t = Tensor::from_slice(&pos).view([b, t as i64]).to_device(dev);
-        let mut cache = KvCache::default();
+        let ids_t = Tensor::from_slice(&ids).view(bt).to_device(dev);
+        let pos_t = Tensor::from_slice(&pos).view(bt).to_device(dev);
+        // Prefill: the whole left-padded prompt at once.
+        let mut prefill = KvCache::default();
         let mask = causal_mask(&key_valid, 0, t as i64);
-        let hidden = self.model.forward(&ids_t, &pos_t, &mask, Some(&mut cache));
+        let hidden = self
+            .model
+            .forward(&ids_t, &pos_t, Some(&mask), Some(&mut prefill));
         let mut last = self
             .model
             .logits(&hidden.narrow(1, t as i64 - 1, 1).squeeze_dim(1));
+        drop((hidden, mask));
+        // Decode over a preallocated cache, one slot per step, with step inputs in fixed
+        // buffers so the step can be one CUDA graph replay.
+        let capacity = (t + max_new) as i64;
+        let mut cache = self.model.static_cache(b, capacity);
+        cache.fill_from(&prefill);
+        drop(prefill);
+        let step_mask = Tensor::zeros([b, 1, 1, capacity], (Kind::Bool, dev));
+        step_mask
+            .narrow(3, 0, t as i64)
+            .copy_(&key_valid.view([b, 1, 1, t as i64]));
+        let mut step_ids = Tensor::zeros([b, 1], (Kind::Int64, dev));
+        let mut step_pos = Tensor::zeros([b, 1], (Kind::Int64, dev));
+        let mut step_slot = Tensor::zeros([1], (Kind::Int64, dev));
+        let mut graph = DecodeGraph::new(dev, max_new);
         let mut gen: Vec<Vec<i64>> = vec![Vec::new(); b as usize];
         let mut done = vec![false; b as usize];
         let mut texts: Vec<Option<String>> = vec![None; b as usize];
-        for _step in 0..max_new {
+        for step in 0..max_new {
             // One uniform per sampled row and step, drawn whether or not the row is done, so a
             // stream never depends on its neighbours.
             let u: Vec<f64> = rngs
@@ -474,20 +578,22 @@ impl Engine {
                     }
                 }
             }
-            if done.iter().all(|&d| d) {
+            if done.iter().all(|&d| d) || step + 1 == max_new {
                 break;
             }
             let feed: Vec<i64> = (0..b as usize)
                 .map(|r| if done[r] { pad } else { next[r] })
                 .collect();
-            let feed_t = Tensor::from_slice(&feed).view([b, 1]).to_device(dev);
-            let p_t = Tensor::from_slice(&next_pos).view([b, 1]).to_device(dev);
+            let slot = (t + step) as i64;
+            step_ids.copy_(&Tensor::from_slice(&feed).view([b, 1]));
+            step_pos.copy_(&Tensor::from_slice(&next_pos).view([b, 1]));
+            step_slot.copy_(&Tensor::from_slice(&[slot]));
+            let _ = step_mask.narrow(3, slot, 1).fill_(1);
             next_pos.iter_mut().for_each(|p| *p += 1);
-            key_valid = Tensor::cat(&[key_valid, Tensor::ones([b, 1], (Kind::Bool, dev))], 1);
-            let past = cache.past_len();
-            let mask = causal_mask(&key_valid, past, 1);
-            let hidden = self.model.forward(&feed_t, &p_t, &mask, Some(&mut cache));
-            last = self.model.logits(&hidden.squeeze_dim(1));
+            last = graph.step(&mut || {
+                self.model
+                    .decode_step(&step_ids, &step_pos, &step_mask, &step_slot, &cache)
+            })?;
         }
         let mut res = Vec::with_capacity(b as usize);
         for r in 0..b as usize {

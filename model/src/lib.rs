@@ -1,6 +1,7 @@
 //! quantlab-model: checkpoints (safetensors, GGUF import), tokenizer and chat template, and the
 //! Llama-family forward pass used for scoring and generation.
 pub mod config;
+pub mod cuda_graph;
 pub mod engine;
 pub mod error;
 pub mod gguf;

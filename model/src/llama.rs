@@ -34,6 +34,27 @@ impl KvCache {
     }
 }
 
+/// Preallocated decode cache: per layer keys `k[l]` and values `v[l]`, each
+/// `[batch, kv_heads, capacity, head_dim]` in the compute dtype; slot `j` holds position `j` of
+/// the left-padded rows. Shapes never change, so a decode step over it can be a CUDA graph.
+pub struct StaticKv {
+    pub k: Vec<Tensor>,
+    pub v: Vec<Tensor>,
+}
+
+impl StaticKv {
+    /// Copy a prefill's [`KvCache`] (`past` positions) into slots `[0, past)`.
+    pub fn fill_from(&mut self, cache: &KvCache) {
+        for (l, slot) in cache.layers.iter().enumerate() {
+            if let Some((k, v)) = slot {
+                let past = k.size()[2];
+                self.k[l].narrow(2, 0, past).copy_(k);
+                self.v[l].narrow(2, 0, past).copy_(v);
+            }
+        }
+    }
+}
+
 /// Where the inputs of a decoder layer's Linears can be observed (calibration taps).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Site {
@@ -58,6 +79,11 @@ pub struct DecoderLayer {
     pub gate: Linear,
     pub up: Linear,
     pub down: Linear,
+    /// q/k/v as one Linear `[(heads + 2·kv_heads)·head_dim, hidden]`, and gate/up as one
+    /// `[2·intermediate, hidden]`, after [`DecoderLayer::fuse_projections`] (the separate
+    /// Linears then hold views of these weights). One larger GEMM instead of three or two.
+    pub qkv: Option<Linear>,
+    pub gate_up: Option<Linear>,
 }
 
 /// A loaded decoder, ready for forward passes on `device` in `kind`.
@@ -120,14 +146,13 @@ pub fn rope_inv_freq(cfg: &LlamaConfig) -> Result<Vec<f32>> {
 }
 
 /// RMSNorm as transformers' `LlamaRMSNorm`: variance in fp32, cast back, then `w ·`.
+///
+/// libtorch's `rms_norm` op: on the CPU its composite is exactly that sequence (fp32 upcast,
+/// `pow(2).mean`, `rsqrt`, cast back, then the weight); on CUDA it is one fused kernel instead of
+/// six passes over an fp32 copy.
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Tensor {
-    let kind = x.kind();
-    let xf = x.to_kind(Kind::Float);
-    let var = xf
-        .pow_tensor_scalar(2)
-        .mean_dim([-1i64].as_slice(), true, Kind::Float);
-    let y = xf * (var + eps).rsqrt();
-    w * y.to_kind(kind)
+    let h = *x.size().last().expect("rms_norm of a 0-d tensor");
+    x.rms_norm([h].as_slice(), Some(w), eps)
 }
 
 /// Rotary tables `(cos, sin)`, each `[b, 1, t, head_dim]` in `kind`, for `positions` `[b, t]`
@@ -180,6 +205,8 @@ impl DecoderLayer {
             gate: lin("mlp.gate_proj", false)?,
             up: lin("mlp.up_proj", false)?,
             down: lin("mlp.down_proj", false)?,
+            qkv: None,
+            gate_up: None,
         };
         let (nh, nkv, hd) = (
             cfg.num_attention_heads as i64,
@@ -227,9 +254,10 @@ impl DecoderLayer {
         let nh = cfg.num_attention_heads as i64;
         let nkv = cfg.num_kv_heads() as i64;
         let hd = cfg.head_dim() as i64;
-        let q = self.q.forward(hn).view([b, t, nh, hd]).transpose(1, 2);
-        let k = self.k.forward(hn).view([b, t, nkv, hd]).transpose(1, 2);
-        let v = self.v.forward(hn).view([b, t, nkv, hd]).transpose(1, 2);
+        let (q, k, v) = self.qkv_proj(cfg, hn);
+        let q = q.view([b, t, nh, hd]).transpose(1, 2);
+        let k = k.view([b, t, nkv, hd]).transpose(1, 2);
+        let v = v.view([b, t, nkv, hd]).transpose(1, 2);
         let q = &q * cos + rotate_half(&q) * sin;
         let k = &k * cos + rotate_half(&k) * sin;
         let (k, v) = match kv {
@@ -256,6 +284,106 @@ impl DecoderLayer {
         a.transpose(1, 2).reshape([b, t, nh * hd])
     }
 
+    /// Decoder layer for one new token per row over a [`StaticKv`] layer (`k_cache`, `v_cache`
+    /// `[b, kv_heads, capacity, head_dim]`): see [`Llama::decode_step`]. Grouped-query attention
+    /// without repeating keys: the `heads / kv_heads` queries that share a key/value head are the
+    /// query rows of one SDPA head, `q` `[b, kv_heads, group, head_dim]` (the same head order as
+    /// transformers' `repeat_kv`). Returns `[b, 1, hidden]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn decode_step(
+        &self,
+        cfg: &LlamaConfig,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+        slot: &Tensor,
+        k_cache: &Tensor,
+        v_cache: &Tensor,
+    ) -> Tensor {
+        let b = x.size()[0];
+        let nh = cfg.num_attention_heads as i64;
+        let nkv = cfg.num_kv_heads() as i64;
+        let hd = cfg.head_dim() as i64;
+        let hn = self.attn_input(cfg, x);
+        let (q, k, v) = self.qkv_proj(cfg, &hn);
+        let q = q.view([b, 1, nh, hd]).transpose(1, 2);
+        let k = k.view([b, 1, nkv, hd]).transpose(1, 2);
+        let v = v.view([b, 1, nkv, hd]).transpose(1, 2);
+        let q = &q * cos + rotate_half(&q) * sin;
+        let k = &k * cos + rotate_half(&k) * sin;
+        let mut kc = k_cache.shallow_clone();
+        let mut vc = v_cache.shallow_clone();
+        let _ = kc.index_copy_(2, slot, &k);
+        let _ = vc.index_copy_(2, slot, &v);
+        let q = q.reshape([b, nkv, nh / nkv, hd]);
+        let a = Tensor::scaled_dot_product_attention(
+            &q,
+            &kc,
+            &vc,
+            Some(mask),
+            0.0,
+            false,
+            None::<f64>,
+            false,
+        );
+        let a = a.reshape([b, 1, nh * hd]);
+        let h = x + self.o.forward(&a);
+        let hn = self.mlp_input(cfg, &h);
+        h + self.down.forward(&self.mlp_hidden(&hn))
+    }
+
+    /// The layer's outputs at positions `[from, t)` only, `[b, t - from, hidden]`, for right-padded
+    /// rows under plain causal attention (`x` `[b, t, hidden]`, rotary tables for all `t`
+    /// positions). Keys and values come from every position; queries, o_proj and the MLP run for
+    /// the tail alone. Used for the last layer when only the tail is scored.
+    pub fn forward_tail(
+        &self,
+        cfg: &LlamaConfig,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        from: i64,
+    ) -> Tensor {
+        let (b, t) = (x.size()[0], x.size()[1]);
+        let w = t - from;
+        let nh = cfg.num_attention_heads as i64;
+        let nkv = cfg.num_kv_heads() as i64;
+        let hd = cfg.head_dim() as i64;
+        let g = nh / nkv;
+        let hn = self.attn_input(cfg, x);
+        let (q, k, v) = self.qkv_proj(cfg, &hn);
+        let q = q.narrow(1, from, w).view([b, w, nh, hd]).transpose(1, 2);
+        let k = k.view([b, t, nkv, hd]).transpose(1, 2);
+        let v = v.view([b, t, nkv, hd]).transpose(1, 2);
+        let (cq, sq) = (cos.narrow(2, from, w), sin.narrow(2, from, w));
+        let q = &q * &cq + rotate_half(&q) * &sq;
+        let k = &k * cos + rotate_half(&k) * sin;
+        // Query `from + i` sees keys `j <= from + i`; the `g` query heads that share a key/value
+        // head are stacked as the rows of one SDPA head (no repeated keys).
+        let dev = x.device();
+        let qi = Tensor::arange_start(from, t, (Kind::Int64, dev)).view([w, 1]);
+        let kj = Tensor::arange(t, (Kind::Int64, dev)).view([1, t]);
+        let mask = kj.le_tensor(&qi).repeat([g, 1]).view([1, 1, g * w, t]);
+        let a = Tensor::scaled_dot_product_attention(
+            &q.reshape([b, nkv, g * w, hd]),
+            &k,
+            &v,
+            Some(&mask),
+            0.0,
+            false,
+            None::<f64>,
+            false,
+        );
+        let a = a
+            .view([b, nh, w, hd])
+            .transpose(1, 2)
+            .reshape([b, w, nh * hd]);
+        let h = x.narrow(1, from, w) + self.o.forward(&a);
+        let hn = self.mlp_input(cfg, &h);
+        h + self.down.forward(&self.mlp_hidden(&hn))
+    }
+
     /// Input of gate/up: `post_attention_layernorm(h)`, `[b, t, hidden]`.
     pub fn mlp_input(&self, cfg: &LlamaConfig, h: &Tensor) -> Tensor {
         rms_norm(h, &self.post_norm, cfg.rms_norm_eps)
@@ -263,7 +391,78 @@ impl DecoderLayer {
 
     /// Input of down_proj: `silu(gate(hn)) · up(hn)`, `[b, t, intermediate]`.
     pub fn mlp_hidden(&self, hn: &Tensor) -> Tensor {
-        self.gate.forward(hn).silu() * self.up.forward(hn)
+        match &self.gate_up {
+            Some(gu) => {
+                let y = gu.forward(hn);
+                let i = y.size().last().copied().unwrap_or(0) / 2;
+                y.narrow(-1, 0, i).silu() * y.narrow(-1, i, i)
+            }
+            None => self.gate.forward(hn).silu() * self.up.forward(hn),
+        }
+    }
+
+    /// q, k, v projections of the normed input `hn` `[b, t, hidden]`: `[b, t, heads·head_dim]`,
+    /// `[b, t, kv_heads·head_dim]` twice (views of one GEMM's output when fused).
+    fn qkv_proj(&self, cfg: &LlamaConfig, hn: &Tensor) -> (Tensor, Tensor, Tensor) {
+        match &self.qkv {
+            Some(f) => {
+                let y = f.forward(hn);
+                let nq = (cfg.num_attention_heads * cfg.head_dim()) as i64;
+                let nk = (cfg.num_kv_heads() * cfg.head_dim()) as i64;
+                (
+                    y.narrow(-1, 0, nq),
+                    y.narrow(-1, nq, nk),
+                    y.narrow(-1, nq + nk, nk),
+                )
+            }
+            None => (self.q.forward(hn), self.k.forward(hn), self.v.forward(hn)),
+        }
+    }
+
+    /// Fuse q/k/v and gate/up into one Linear each (see [`DecoderLayer::qkv`]); the separate
+    /// Linears keep working, as views of the fused weights, so no memory is added. Linears that
+    /// differ in activation quantization or bias presence stay separate.
+    pub fn fuse_projections(&mut self) {
+        fn fuse(parts: &mut [&mut Linear]) -> Option<Linear> {
+            let aq = parts[0].act_quant;
+            let has_bias = parts[0].bias.is_some();
+            if parts
+                .iter()
+                .any(|l| l.act_quant != aq || l.bias.is_some() != has_bias)
+            {
+                return None;
+            }
+            let weight = Tensor::cat(&parts.iter().map(|l| &l.weight).collect::<Vec<_>>(), 0);
+            let bias = has_bias.then(|| {
+                Tensor::cat(
+                    &parts
+                        .iter()
+                        .map(|l| l.bias.as_ref().expect("checked"))
+                        .collect::<Vec<_>>(),
+                    0,
+                )
+            });
+            let mut row = 0;
+            for l in parts.iter_mut() {
+                let n = l.weight.size()[0];
+                l.weight = weight.narrow(0, row, n);
+                if let Some(b) = &bias {
+                    l.bias = Some(b.narrow(0, row, n));
+                }
+                row += n;
+            }
+            Some(Linear {
+                weight,
+                bias,
+                act_quant: aq,
+            })
+        }
+        if self.qkv.is_none() {
+            self.qkv = fuse(&mut [&mut self.q, &mut self.k, &mut self.v]);
+        }
+        if self.gate_up.is_none() {
+            self.gate_up = fuse(&mut [&mut self.gate, &mut self.up]);
+        }
     }
 
     /// Run the layer on `x` `[b, t, hidden]` with rotary tables from [`rope_cos_sin`] and a boolean
@@ -363,13 +562,14 @@ impl Llama {
     }
 
     /// Run the decoder over `ids` `[b, t]` at `positions` `[b, t]` with boolean `mask`
-    /// `[b, 1, t, past + t]`, appending to `cache` if given. Returns the final-normed hidden
-    /// states `[b, t, hidden]`.
+    /// `[b, 1, t, past + t]` (`None`: plain causal attention, which is exact for right-padded
+    /// rows: a real token never sees the padding after it), appending to `cache` if given.
+    /// Returns the final-normed hidden states `[b, t, hidden]`.
     pub fn forward(
         &self,
         ids: &Tensor,
         positions: &Tensor,
-        mask: &Tensor,
+        mask: Option<&Tensor>,
         mut cache: Option<&mut KvCache>,
     ) -> Tensor {
         let (cos, sin) = rope_cos_sin(&self.inv_freq, positions, self.kind);
@@ -381,9 +581,83 @@ impl Llama {
         let mut x = Tensor::embedding(&self.embed, ids, -1, false, false);
         for (li, layer) in self.layers.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[li]);
-            x = layer.forward(&self.cfg, &x, &cos, &sin, Some(mask), slot, &mut |_, _| {});
+            x = layer.forward(&self.cfg, &x, &cos, &sin, mask, slot, &mut |_, _| {});
         }
         rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)
+    }
+
+    /// [`Llama::forward`] for right-padded rows under plain causal attention, returning only
+    /// positions `[from, t)`: `[b, t - from, hidden]`, final-normed. The last layer computes
+    /// queries, o_proj and MLP for those positions alone ([`DecoderLayer::forward_tail`]), which
+    /// is all log-likelihood scoring reads.
+    pub fn forward_tail(&self, ids: &Tensor, positions: &Tensor, from: i64) -> Tensor {
+        let t = ids.size()[1];
+        let n = self.layers.len();
+        if from <= 0 || n == 0 {
+            return self.forward(ids, positions, None, None);
+        }
+        let (cos, sin) = rope_cos_sin(&self.inv_freq, positions, self.kind);
+        let mut x = Tensor::embedding(&self.embed, ids, -1, false, false);
+        for layer in &self.layers[..n - 1] {
+            x = layer.forward(&self.cfg, &x, &cos, &sin, None, None, &mut |_, _| {});
+        }
+        let x = self.layers[n - 1].forward_tail(&self.cfg, &x, &cos, &sin, from.min(t - 1));
+        rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)
+    }
+
+    /// Fuse every layer's q/k/v and gate/up GEMMs ([`DecoderLayer::fuse_projections`]): the
+    /// engine does this after loading; compression keeps the separate Linears it quantizes.
+    pub fn fuse_projections(&mut self) {
+        self.layers
+            .iter_mut()
+            .for_each(DecoderLayer::fuse_projections);
+    }
+
+    /// Zeroed decode cache for `b` rows and `capacity` positions on the model's device.
+    pub fn static_cache(&self, b: i64, capacity: i64) -> StaticKv {
+        let shape = [
+            b,
+            self.cfg.num_kv_heads() as i64,
+            capacity,
+            self.cfg.head_dim() as i64,
+        ];
+        let z = || Tensor::zeros(shape, (self.kind, self.device));
+        StaticKv {
+            k: (0..self.layers.len()).map(|_| z()).collect(),
+            v: (0..self.layers.len()).map(|_| z()).collect(),
+        }
+    }
+
+    /// One decode step over the static cache: token `ids` `[b, 1]` at rotary `positions`
+    /// `[b, 1]` write their keys/values at cache slot `slot` (`[1]` i64, the same slot for every
+    /// row: prompts are left-padded to one length) and attend to every slot allowed by `mask`
+    /// (`[b, 1, 1, capacity]` bool, true = may attend; the caller sets `slot` true before the
+    /// step). Returns fp32 logits `[b, vocab]`. Only device operations on tensors that keep their
+    /// shape, so the step can be captured in a CUDA graph ([`crate::cuda_graph`]).
+    pub fn decode_step(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        mask: &Tensor,
+        slot: &Tensor,
+        cache: &StaticKv,
+    ) -> Tensor {
+        let (cos, sin) = rope_cos_sin(&self.inv_freq, positions, self.kind);
+        let mut x = Tensor::embedding(&self.embed, ids, -1, false, false);
+        for (li, layer) in self.layers.iter().enumerate() {
+            x = layer.decode_step(
+                &self.cfg,
+                &x,
+                &cos,
+                &sin,
+                mask,
+                slot,
+                &cache.k[li],
+                &cache.v[li],
+            );
+        }
+        let h = rms_norm(&x, &self.norm, self.cfg.rms_norm_eps);
+        self.logits(&h.squeeze_dim(1))
     }
 
     /// Token embeddings `[b, t, hidden]` of `ids` `[b, t]`.

@@ -123,6 +123,11 @@ impl BenchRequests {
 /// Timings of one benchmark run (seconds, tokens per second).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BenchReport {
+    /// Device and compute dtype the engine ran on (`--device`, `--dtype` as resolved).
+    pub device: String,
+    pub dtype: String,
+    /// Whether decode steps were CUDA-graph replays (`QUANTLAB_CUDA_GRAPH`, CUDA builds only).
+    pub cuda_graph: bool,
     /// Rows scored and their total input tokens.
     pub score_rows: usize,
     pub score_tokens: usize,
@@ -139,12 +144,24 @@ pub struct BenchReport {
     pub generate_s: f64,
     /// Generated tokens per second (rows × new tokens / seconds).
     pub generate_tokens_per_s: f64,
+    /// sha256 of the generated ids (little-endian i64, prompt order), to check that two runs
+    /// (e.g. with and without CUDA graphs) generated the same tokens.
+    pub generate_ids_sha256: String,
 }
 
 /// Run the benchmark: one warm-up and one timed pass of scoring, then of generation. The engine's
 /// EOS ids are ignored during generation, so every prompt gets exactly `new_tokens`.
 pub fn run(engine: &mut Engine, req: &BenchRequests) -> Result<BenchReport> {
-    let mut rep = BenchReport::default();
+    let mut rep = BenchReport {
+        device: format!("{:?}", engine.device),
+        dtype: format!("{:?}", engine.kind),
+        cuda_graph: engine.device.is_cuda()
+            && crate::cuda_graph::available()
+            && std::env::var("QUANTLAB_CUDA_GRAPH")
+                .map(|v| v != "0")
+                .unwrap_or(true),
+        ..BenchReport::default()
+    };
     if !req.score.is_empty() {
         let pairs: Vec<(Vec<i64>, Vec<i64>)> = req
             .score
@@ -174,6 +191,12 @@ pub fn run(engine: &mut Engine, req: &BenchRequests) -> Result<BenchReport> {
         engine.tokenizer.eos_ids = eos;
         let (secs, gens) = res?;
         let produced: usize = gens.iter().map(|g| g.ids.len()).sum();
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for id in gens.iter().flat_map(|g| g.ids.iter()) {
+            h.update(id.to_le_bytes());
+        }
+        rep.generate_ids_sha256 = hex::encode(h.finalize());
         rep.generate_rows = req.generate.len();
         rep.new_tokens = req.new_tokens;
         rep.generate_s = secs;

@@ -30,7 +30,7 @@ fn hidden(e: &Engine, ids: &[i64]) -> Tensor {
     let pos = Tensor::arange(t, (Kind::Int64, tch::Device::Cpu)).view([1, t]);
     let valid = Tensor::ones([1, t], (Kind::Bool, tch::Device::Cpu));
     let mask = quantlab_model::llama::causal_mask(&valid, 0, t);
-    tch::no_grad(|| e.model.forward(&ids_t, &pos, &mask, None))
+    tch::no_grad(|| e.model.forward(&ids_t, &pos, Some(&mask), None))
 }
 
 fn floats_of(v: &Value) -> Vec<f64> {
@@ -288,4 +288,71 @@ fn throughput_bench_scores_and_generates_what_it_counts() {
         .check_for(&path, vocab, 8192)
         .unwrap_err();
     assert!(err.to_string().contains("9000 ids"), "{err}");
+}
+
+/// The scoring path's last layer over the tail only equals the full forward at those positions
+/// (right-padded rows of different lengths, plain causal attention).
+#[test]
+fn tail_forward_equals_full_forward() {
+    let e = engine(4);
+    let a = e
+        .tokenizer
+        .encode("The quick brown fox jumps over the lazy dog, and then it runs away.")
+        .unwrap();
+    let b = e.tokenizer.encode("One two three four five six").unwrap();
+    let t = a.len() as i64;
+    assert!(b.len() < a.len() && b.len() > 4);
+    let mut ids = a.clone();
+    ids.extend(b.iter().copied());
+    ids.extend(std::iter::repeat_n(0, a.len() - b.len()));
+    let ids_t = Tensor::from_slice(&ids).view([2, t]);
+    let pos = Tensor::arange(t, (Kind::Int64, tch::Device::Cpu))
+        .unsqueeze(0)
+        .expand([2, t], false);
+    let from = b.len() as i64 - 3;
+    let (full, tail) = tch::no_grad(|| {
+        (
+            e.model.forward(&ids_t, &pos, None, None),
+            e.model.forward_tail(&ids_t, &pos, from),
+        )
+    });
+    assert_eq!(tail.size(), [2, t - from, full.size()[2]]);
+    // Row 0: every tail position; row 1: its real tokens only.
+    let d0 = (full.get(0).narrow(0, from, t - from) - tail.get(0))
+        .abs()
+        .max();
+    let d1 = (full.get(1).narrow(0, from, 3) - tail.get(1).narrow(0, 0, 3))
+        .abs()
+        .max();
+    assert!(d0.double_value(&[]) < 1e-4, "row 0 differs by {d0}");
+    assert!(d1.double_value(&[]) < 1e-4, "row 1 differs by {d1}");
+    // And the head of the sequence is not what the tail returns (the test can fail).
+    let d = (full.get(0).narrow(0, 0, t - from) - tail.get(0))
+        .abs()
+        .max();
+    assert!(d.double_value(&[]) > 1e-2);
+}
+
+/// Batched generation over the static decode cache (left-padded prompts of different lengths)
+/// gives each prompt the tokens it gets alone.
+#[test]
+fn batched_generation_equals_unbatched() {
+    let e = engine(8);
+    let prompts: Vec<Vec<i64>> = [
+        "Question: What is the capital of France?\nAnswer:",
+        "def add(a, b):",
+        "Once upon a time, in a small village by the sea, there lived",
+    ]
+    .iter()
+    .map(|p| e.tokenizer.encode(p).unwrap())
+    .collect();
+    let all = e.generate(&prompts, 12, &[], &[], &|_| {}).unwrap();
+    assert!(all.iter().filter(|g| g.ids.len() == 12).count() >= 2);
+    for (i, p) in prompts.iter().enumerate() {
+        let one = e
+            .generate(std::slice::from_ref(p), 12, &[], &[], &|_| {})
+            .unwrap()
+            .remove(0);
+        assert_eq!(one.ids, all[i].ids, "prompt {i}");
+    }
 }
