@@ -21,18 +21,18 @@ base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits); echo "
 # act-order, static scales, layer-wise), then with the paper preset w4a16 (MSE clipping, scales at
 # group boundaries, true-sequential).
 t0=$(date +%s.%N)
-peak "$Q" compress /tmp/synth --recipe bench/recipes/llmc_w4a16.yaml --calibration tokens:/tmp/synth/calib.json --samples 128 --seq-len 2048 --device cuda --out /tmp/q-llmc --force 2>&1 | tr '\r' '\n' | grep -v "^\s*$" | tail -2
+peak "$Q" compress /tmp/synth --recipe bench/recipes/llmc_w4a16.yaml ${OURS_ARGS:-} --calibration tokens:/tmp/synth/calib.json --samples 128 --seq-len 2048 --device cuda --out /tmp/q-llmc --force 2>&1 | tr '\r' '\n' | grep -v "^\s*$" | tail -2
 t1=$(date +%s.%N); echo "OURS_LLMC_RECIPE_WALL_S $(python3 -c "print(round($t1-$t0,1))")"
 python3 -c "
 import json; r=json.load(open('/tmp/q-llmc/quantlab_recipe.json'))
-for l in r['layers']: print('llmc-recipe layer', l['layer'], 's', round(l['seconds'],2), 'hess', round(l['hessian_s'],2), 'quant', round(l['quantize_s'],2))
+for l in r['layers']: print('llmc-recipe layer', l['layer'], 's', round(l['seconds'],2), 'hess', round(l['hessian_s'],2), 'quant', round(l['quantize_s'],2), 'peak_gib', round(l.get('peak_allocated_gib') or 0,2))
 " 2>&1 | tail -9
 t0=$(date +%s.%N)
 peak "$Q" compress /tmp/synth w4a16 ${OURS_ARGS:-} --calibration tokens:/tmp/synth/calib.json --samples 128 --seq-len 2048 --device cuda --out /tmp/q-w4 --force 2>&1 | tr '\r' '\n' | grep -v "^\s*$" | tail -4
 t1=$(date +%s.%N); echo "OURS_WALL_S $(python3 -c "print(round($t1-$t0,1))")"
 python3 -c "
 import json; r=json.load(open('/tmp/q-w4/quantlab_recipe.json'))
-for l in r['layers']: print('layer', l['layer'], 's', round(l['seconds'],2), 'hess', round(l['hessian_s'],2), 'quant', round(l['quantize_s'],2))
+for l in r['layers']: print('layer', l['layer'], 's', round(l['seconds'],2), 'hess', round(l['hessian_s'],2), 'quant', round(l['quantize_s'],2), 'peak_gib', round(l.get('peak_allocated_gib') or 0,2))
 " 2>&1 | tail -9
 cp /tmp/q-w4/quantlab_recipe.json $OUT/ 2>/dev/null
 if [ "${PEER:-1}" = 1 ]; then

@@ -33,7 +33,7 @@ use crate::observer::Observer;
 use crate::quantize::{fake_quantize, grouped, QParams};
 use crate::scheme::{Strategy, WeightType};
 use anyhow::Result;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// Running Hessian `Σ XᵀX` of one Linear input, `[in, in]` fp32 (or f64), and the number of
 /// sequences seen.
@@ -240,8 +240,146 @@ fn inverse_hessian_cholesky(h: &Tensor, cfg: &GptqConfig) -> Option<(Tensor, f64
     }
 }
 
-/// One block `[i1, i1 + count)` of the sweep as tensor operations on `w`'s device (a few small
-/// kernels per column): returns `(q1, err1)` `[rows, count]` as [`host_block`] does.
+/// The column loop of one block on preallocated tensors (all on one device): `w1` `[rows, count]`
+/// the block's weights, updated in place; `h1` `[count, count]` its `Hinv` block; `s` (and `z`)
+/// `[rows, count]` the scale (zero point) of each column's group; writes the fake-quantized
+/// columns to `q1` and the negated scaled errors `(q - w) / Hinv_ii` to `err1` (`[rows, count]`).
+/// A few small kernels per column and no host synchronisation, so a CUDA graph can capture it.
+fn block_loop(
+    w1: &Tensor,
+    h1: &Tensor,
+    s: &Tensor,
+    z: Option<&Tensor>,
+    ty: WeightType,
+    q1: &Tensor,
+    err1: &Tensor,
+) {
+    let kind = w1.kind();
+    let count = w1.size()[1];
+    for i in 0..count {
+        let wc = w1.select(1, i);
+        let zc = z.map(|z| z.select(1, i));
+        let qc = fake_quantize(&wc, &s.select(1, i), zc.as_ref(), ty).to_kind(kind);
+        q1.select(1, i).copy_(&qc);
+        let d = h1.get(i).get(i);
+        // Negated error (q - w) / d, so that the rank-1 update is an `addr_`.
+        let e = (&qc - &wc) / &d;
+        err1.select(1, i).copy_(&e);
+        if i + 1 < count {
+            let mut rest = w1.narrow(1, i + 1, count - i - 1);
+            let _ = rest.addr_(&e, &h1.get(i).narrow(0, i + 1, count - i - 1));
+        }
+    }
+}
+
+/// Buffers and captured graph of [`block_loop`] for one block width.
+struct BlockGraph {
+    graph: quantlab_model::cuda_graph::Graph,
+    w1: Tensor,
+    h1: Tensor,
+    s: Tensor,
+    z: Option<Tensor>,
+    q1: Tensor,
+    err1: Tensor,
+}
+
+/// CUDA graphs of the block loop, one per block width, for one module's sweep: the ~1,400
+/// kernels of a 128-column block become one replay (the loop is otherwise bound by the host
+/// launching kernels). Used on CUDA when this build has CUDA-graph support and
+/// `QUANTLAB_GPTQ_GRAPH` is not `0`; a failed capture warns and sweeps eagerly.
+#[derive(Default)]
+struct BlockGraphs {
+    enabled: bool,
+    graphs: std::collections::HashMap<i64, BlockGraph>,
+}
+
+impl BlockGraphs {
+    fn new(device: tch::Device) -> Self {
+        let wanted = std::env::var("QUANTLAB_GPTQ_GRAPH")
+            .map(|v| v != "0")
+            .unwrap_or(true);
+        BlockGraphs {
+            enabled: device.is_cuda() && wanted && quantlab_model::cuda_graph::available(),
+            graphs: Default::default(),
+        }
+    }
+
+    /// Run the block loop on inputs `w1`, `h1`, `s`, `z` (copied into the graph's buffers):
+    /// `Some((q1, err1))` (views of the buffers, valid until the next call), or `None` when
+    /// graphs are off or the capture failed (the caller sweeps eagerly).
+    fn run(
+        &mut self,
+        w1: &Tensor,
+        h1: &Tensor,
+        s: &Tensor,
+        z: Option<&Tensor>,
+        ty: WeightType,
+    ) -> Option<(Tensor, Tensor)> {
+        if !self.enabled {
+            return None;
+        }
+        let count = w1.size()[1];
+        if let Some(g) = self.graphs.get_mut(&count) {
+            g.w1.copy_(w1);
+            g.h1.copy_(h1);
+            g.s.copy_(s);
+            if let (Some(gz), Some(z)) = (g.z.as_mut(), z) {
+                gz.copy_(z);
+            }
+            if let Err(e) = g.graph.replay() {
+                tracing::warn!("GPTQ without CUDA graphs: {e}");
+                self.enabled = false;
+                return None;
+            }
+            return Some((g.q1.shallow_clone(), g.err1.shallow_clone()));
+        }
+        let Device::Cuda(dev) = w1.device() else {
+            return None;
+        };
+        let graph = match quantlab_model::cuda_graph::Graph::new(dev) {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!("GPTQ without CUDA graphs: {e}");
+                self.enabled = false;
+                return None;
+            }
+        };
+        let mut g = BlockGraph {
+            graph,
+            w1: w1.copy(),
+            h1: h1.copy(),
+            s: s.copy(),
+            z: z.map(Tensor::copy),
+            q1: w1.zeros_like(),
+            err1: w1.zeros_like(),
+        };
+        // The warm-up run inside `capture` sweeps this block for real (into the buffers).
+        let (w1b, h1b, sb, zb, q1b, e1b) = (
+            g.w1.shallow_clone(),
+            g.h1.shallow_clone(),
+            g.s.shallow_clone(),
+            g.z.as_ref().map(Tensor::shallow_clone),
+            g.q1.shallow_clone(),
+            g.err1.shallow_clone(),
+        );
+        let captured = g
+            .graph
+            .capture(&mut || block_loop(&w1b, &h1b, &sb, zb.as_ref(), ty, &q1b, &e1b));
+        if let Err(e) = captured {
+            tracing::warn!("GPTQ without CUDA graphs: {e}");
+            self.enabled = false;
+            return None;
+        }
+        tracing::debug!("GPTQ: captured the {count}-column block loop as a CUDA graph");
+        let out = (g.q1.shallow_clone(), g.err1.shallow_clone());
+        self.graphs.insert(count, g);
+        Some(out)
+    }
+}
+
+/// One block `[i1, i1 + count)` of the sweep as tensor operations on `w`'s device
+/// ([`block_loop`], as a CUDA-graph replay when [`BlockGraphs`] allows): returns `(q1, err1)`
+/// `[rows, count]` as [`host_block`] does.
 #[allow(clippy::too_many_arguments)]
 fn tensor_block(
     w: &Tensor,
@@ -252,30 +390,25 @@ fn tensor_block(
     static_qp: Option<&QParams>,
     dynamic: (&Tensor, Option<&Tensor>),
     ty: WeightType,
+    graphs: &mut BlockGraphs,
 ) -> (Tensor, Tensor) {
-    let kind = w.kind();
-    let w1 = w.narrow(1, i1, count).copy();
+    let dev = w.device();
+    let gidx = Tensor::from_slice(col_group).to_device(dev);
+    let (scale, zp) = match static_qp {
+        Some(qp) => (&qp.scale, qp.zero_point.as_ref()),
+        None => dynamic,
+    };
+    let s = scale.index_select(1, &gidx);
+    let z = zp.map(|z| z.index_select(1, &gidx));
+    let w1 = w.narrow(1, i1, count);
+    let h1 = hinv.narrow(0, i1, count).narrow(1, i1, count);
+    if let Some(out) = graphs.run(&w1, &h1, &s, z.as_ref(), ty) {
+        return out;
+    }
+    let w1 = w1.copy();
     let q1 = w1.zeros_like();
     let err1 = w1.zeros_like();
-    let hinv1 = hinv.narrow(0, i1, count).narrow(1, i1, count);
-    for i in 0..count {
-        let gi = col_group[i as usize];
-        let (s, z) = match static_qp {
-            Some(qp) => qp.column(gi),
-            None => (dynamic.0.select(1, gi), dynamic.1.map(|z| z.select(1, gi))),
-        };
-        let wc = w1.select(1, i);
-        let qc = fake_quantize(&wc, &s, z.as_ref(), ty).to_kind(kind);
-        q1.select(1, i).copy_(&qc);
-        let d = hinv1.get(i).get(i);
-        // Negated error (q - w) / d, so that the rank-1 update is an `addr_`.
-        let e = (&qc - &wc) / &d;
-        err1.select(1, i).copy_(&e);
-        if i + 1 < count {
-            let mut rest = w1.narrow(1, i + 1, count - i - 1);
-            let _ = rest.addr_(&e, &hinv1.get(i).narrow(0, i + 1, count - i - 1));
-        }
-    }
+    block_loop(&w1, &h1, &s, z.as_ref(), ty, &q1, &err1);
     (q1, err1)
 }
 
@@ -403,6 +536,7 @@ pub fn gptq_quantize_sweep(
     host: bool,
 ) -> Result<GptqOutput> {
     let (rows, cols) = (w.size()[0], w.size()[1]);
+    let t_prep = std::time::Instant::now();
     if h.size() != [cols, cols] {
         anyhow::bail!(
             "{name}: Hessian is {:?}, expected [{cols}, {cols}]",
@@ -506,6 +640,15 @@ pub fn gptq_quantize_sweep(
     let host = host
         && matches!(q.ty, WeightType::Int { .. })
         && matches!(kind, Kind::Float | Kind::Double);
+    let mut graphs = BlockGraphs::new(w.device());
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let _ = hinv.sum(Kind::Float).double_value(&[]); // wait for the device
+        tracing::debug!(
+            "{name}: prepared in {:.3} s",
+            t_prep.elapsed().as_secs_f64()
+        );
+    }
+    let t_sweep = std::time::Instant::now();
     let mut i1 = 0;
     while i1 < cols {
         let mut i2 = (i1 + bs).min(cols);
@@ -551,6 +694,7 @@ pub fn gptq_quantize_sweep(
                 static_qp.as_ref(),
                 (&dyn_scale, dyn_zp.as_ref()),
                 q.ty,
+                &mut graphs,
             )
         };
         w.narrow(1, i1, count).copy_(&q1);
@@ -563,6 +707,14 @@ pub fn gptq_quantize_sweep(
             rest += err1.mm(&hinv.narrow(0, i1, count).narrow(1, i2, cols - i2));
         }
         i1 = i2;
+    }
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let _ = w.sum(Kind::Float).double_value(&[]); // wait for the device
+        tracing::debug!(
+            "{name}: {rows}x{cols} swept in {:.3} s (graphs {})",
+            t_sweep.elapsed().as_secs_f64(),
+            graphs.enabled
+        );
     }
     // Undo the permutation.
     let (qparams, g_idx) = match (&perm, cfg.actorder) {

@@ -77,6 +77,10 @@ pub struct LayerReport {
     /// Seconds spent in AWQ's scale search.
     #[serde(default)]
     pub awq_s: f64,
+    /// Peak bytes held by libtorch's CUDA caching allocator during this layer, in GiB (what
+    /// `torch.cuda.max_memory_allocated` reports); absent on the CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_allocated_gib: Option<f64>,
 }
 
 /// One AWQ mapping of a layer: which op was smoothed, the grid point chosen and the parent
@@ -363,8 +367,15 @@ pub fn compress_calibrated(
     );
     bar.set_message(recipe.scheme.name.to_string());
     let mut layer_tensors: Vec<(String, Tensor)> = Vec::new();
+    let cuda_index = match device {
+        Device::Cuda(i) => Some(i),
+        _ => None,
+    };
     for li in 0..cfg.num_hidden_layers {
         let tl = Instant::now();
+        if let Some(i) = cuda_index {
+            quantlab_model::cuda_graph::reset_peak_allocated(i);
+        }
         let prefix = format!("model.layers.{li}");
         let layer_file = partial.join(format!("layer_{li}.safetensors"));
         let mut layer = DecoderLayer::load(model_dir, &cfg, &w, li, None, ck, device)?;
@@ -392,6 +403,9 @@ pub fn compress_calibrated(
             )?;
             let mut rep = rep;
             rep.seconds = tl.elapsed().as_secs_f64();
+            rep.peak_allocated_gib = cuda_index
+                .and_then(quantlab_model::cuda_graph::peak_allocated)
+                .map(|b| b as f64 / (1u64 << 30) as f64);
             // Save this layer for resume, then the manifest.
             let tmp = partial.join(format!("layer_{li}.safetensors.tmp"));
             let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();

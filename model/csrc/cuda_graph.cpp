@@ -95,3 +95,20 @@ int ql_graph_replay(void* g) {
   return guarded([&] { static_cast<QlGraph*>(g)->graph.replay(); });
 }
 }
+
+// The caching allocator's statistics (what torch.cuda.max_memory_allocated / reset_peak_memory_stats
+// read): peak bytes allocated on `device` since the last reset, or -1 on error.
+extern "C" long long ql_cuda_peak_allocated(int device) {
+  long long out = -1;
+  guarded([&] {
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(device));
+    out = stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak;
+  });
+  return out;
+}
+
+extern "C" int ql_cuda_reset_peak(int device) {
+  return guarded([&] {
+    c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device));
+  });
+}

@@ -23,12 +23,42 @@ mod ffi {
         pub fn ql_graph_capture_begin(g: *mut c_void) -> c_int;
         pub fn ql_graph_capture_end(g: *mut c_void) -> c_int;
         pub fn ql_graph_replay(g: *mut c_void) -> c_int;
+        pub fn ql_cuda_peak_allocated(device: c_int) -> i64;
+        pub fn ql_cuda_reset_peak(device: c_int) -> c_int;
     }
 }
 
 /// Whether this build can capture CUDA graphs (the shim was compiled).
 pub fn available() -> bool {
     cfg!(quantlab_cuda_graph)
+}
+
+/// Peak bytes held by libtorch's CUDA caching allocator on `device` since the last
+/// [`reset_peak_allocated`] (what `torch.cuda.max_memory_allocated` reports). `None` without
+/// CUDA-graph support or on error.
+pub fn peak_allocated(device: usize) -> Option<u64> {
+    #[cfg(quantlab_cuda_graph)]
+    {
+        // SAFETY: reads allocator statistics; returns -1 on error.
+        let v = unsafe { ffi::ql_cuda_peak_allocated(device as i32) };
+        (v >= 0).then_some(v as u64)
+    }
+    #[cfg(not(quantlab_cuda_graph))]
+    {
+        let _ = device;
+        None
+    }
+}
+
+/// Start a new peak for [`peak_allocated`] (`torch.cuda.reset_peak_memory_stats`).
+pub fn reset_peak_allocated(device: usize) {
+    #[cfg(quantlab_cuda_graph)]
+    // SAFETY: resets allocator statistics; errors are ignored (the peak then keeps counting).
+    unsafe {
+        ffi::ql_cuda_reset_peak(device as i32);
+    }
+    #[cfg(not(quantlab_cuda_graph))]
+    let _ = device;
 }
 
 /// One captured CUDA graph on one device.
