@@ -11,8 +11,11 @@
 //! - [`recovery_table`] builds a [`RecoveryTable`] (a polars `DataFrame` underneath);
 //! - [`RecoveryTable::to_markdown`], [`RecoveryTable::write_csv`], [`RecoveryTable::to_json`]
 //!   render it;
-//! - [`write_report`] does all of it for the CLI and writes `report.{md,csv,json}`.
+//! - [`write_report`] does all of it for the CLI and writes `report.{md,csv,json}`;
+//! - [`leaderboard`] adds the Open LLM Leaderboard V2 view (normalised benchmark scores, the
+//!   paper's Table 3) for `leaderboard-v2` runs.
 
+pub mod leaderboard;
 pub mod load;
 pub mod recovery;
 pub mod regress;

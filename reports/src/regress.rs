@@ -12,6 +12,11 @@
 //!   `--per-task` file); with `require_significant` it must also lie outside the current 95%
 //!   interval of that recovery. Entries whose baseline is near random are reported, not gated. An
 //!   entry missing tonight is a failure; a new one is reported.
+//! - A `leaderboard-v2` night also gives the recoveries of its Open LLM Leaderboard V2 view
+//!   ([`crate::leaderboard`]): per benchmark of the leaderboard-normalised score and of their
+//!   Average ([`EntryKind::LeaderboardV2`]), so a gate can hold "BBH recovery" as the paper's
+//!   Table 3 reports it. A night whose benchmarks are incomplete gets none (a warning says why),
+//!   so a stored baseline that has them reports them missing.
 //! - A snapshot made with another version of a task spec is refused ([`check_versions`]): the
 //!   recoveries measure different prompts or metrics and cannot be compared.
 
@@ -43,6 +48,11 @@ pub enum EntryKind {
     /// BF16 answers, in percent (ROUGE-1 F, ROUGE-L F, BERTScore F1, STS 0–1). Not a recovery:
     /// `recovery_pct` holds the mean score itself, and a drop is gated the same way.
     Similarity,
+    /// A recovery of the Open LLM Leaderboard V2 view of a `leaderboard-v2` night
+    /// ([`crate::leaderboard`]): a benchmark's leaderboard-normalised score (name `ifeval`, `bbh`,
+    /// `math_lvl5`, `gpqa`, `musr`, `mmlu_pro`) or their Average (name `average`), as the paper's
+    /// Table 3 reports them.
+    LeaderboardV2,
 }
 
 /// One recovery in a snapshot.
@@ -192,6 +202,18 @@ pub fn snapshot(runs_dir: &Path, baseline: Option<&str>, opts: &ReportOptions) -
                 });
             }
         }
+        if suite == crate::leaderboard::SUITE {
+            match crate::leaderboard::section(&table, records) {
+                crate::leaderboard::LeaderboardV2Section::Table(lb) => {
+                    entries.extend(leaderboard_entries(&lb));
+                }
+                crate::leaderboard::LeaderboardV2Section::Skipped(why) => eprintln!(
+                    "warning: {}: suite `{suite}`: no {} entries: {why}",
+                    runs_dir.display(),
+                    crate::leaderboard::TITLE
+                ),
+            }
+        }
     }
     entries.extend(similarity_entries(runs_dir, &sim_records, &sim_dirs)?);
     if let Some(b) = sim_records.iter().find(|r| r.tasks.is_empty()) {
@@ -223,6 +245,32 @@ pub fn snapshot(runs_dir: &Path, baseline: Option<&str>, opts: &ReportOptions) -
         task_versions,
         entries,
     })
+}
+
+/// The Leaderboard V2 recoveries of `lb` as gate entries ([`EntryKind::LeaderboardV2`]): per
+/// compressed run, one per benchmark (metric `normalised`) and one for the Average (name and
+/// metric `average`; the recovery of the average). Undefined recoveries (baseline score 0) give
+/// no entry, as for tasks.
+fn leaderboard_entries(lb: &crate::leaderboard::LeaderboardV2Table) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for run in lb.compared() {
+        for key in lb.rows() {
+            let Some(rec) = lb.recovery(&key, &run.label) else {
+                continue;
+            };
+            let is_avg = key == crate::leaderboard::AVERAGE_KEY;
+            out.push(Entry {
+                scheme: run.scheme.clone(),
+                kind: EntryKind::LeaderboardV2,
+                metric: if is_avg { "average" } else { "normalised" }.into(),
+                name: key.clone(),
+                recovery_pct: rec,
+                ci95: None,
+                near_random: lb.is_near_random(&key),
+            });
+        }
+    }
+    out
 }
 
 /// The similarity means of the scored similarity runs as gate entries (one per scheme and metric
@@ -352,7 +400,8 @@ pub fn check_versions(stored: &Snapshot, current: &Snapshot, baseline_file: &Pat
 }
 
 /// Per task or suite tolerances (`--per-task FILE`): a YAML or JSON mapping of task or suite
-/// name to percentage points, e.g. `gsm8k: 3.0`. Errors name the file and the entry.
+/// name to percentage points, e.g. `gsm8k: 3.0`; a key `kind:name` (`leaderboard_v2:bbh`) applies
+/// to that kind of entry only and wins over the bare name. Errors name the file and the entry.
 pub fn read_tolerances(path: &Path) -> Result<BTreeMap<String, f64>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read tolerances {}", path.display()))?;
@@ -433,13 +482,32 @@ impl Check {
 
     /// `scheme/kind:name`, the test-case name in JUnit.
     pub fn id(&self) -> String {
-        let kind = match self.kind {
+        format!("{}/{}:{}", self.scheme, self.kind.as_str(), self.name)
+    }
+}
+
+impl EntryKind {
+    /// The kind's name as in JSON and in [`Check::id`]: `task`, `suite`, `similarity`,
+    /// `leaderboard_v2`.
+    pub fn as_str(self) -> &'static str {
+        match self {
             EntryKind::Task => "task",
             EntryKind::Suite => "suite",
             EntryKind::Similarity => "similarity",
-        };
-        format!("{}/{kind}:{}", self.scheme, self.name)
+            EntryKind::LeaderboardV2 => "leaderboard_v2",
+        }
     }
+}
+
+/// Tolerance of entry `kind`/`name`: the `--per-task` value for `kind:name` (e.g.
+/// `leaderboard_v2:ifeval`, to tell IFEval's normalised benchmark from the task `ifeval`), else
+/// for `name`, else the default.
+fn tolerance(opts: &GateOptions, kind: EntryKind, name: &str) -> f64 {
+    opts.per_task
+        .get(&format!("{}:{name}", kind.as_str()))
+        .or_else(|| opts.per_task.get(name))
+        .copied()
+        .unwrap_or(opts.tolerance_pp)
 }
 
 /// How the gate judges a drop.
@@ -461,7 +529,7 @@ pub fn compare(stored: &Snapshot, current: &Snapshot, opts: &GateOptions) -> Vec
     let before: BTreeMap<_, &Entry> = stored.entries.iter().map(|e| (key(e), e)).collect();
     let mut checks = Vec::new();
     for (k, s) in &before {
-        let tol = *opts.per_task.get(&s.name).unwrap_or(&opts.tolerance_pp);
+        let tol = tolerance(opts, s.kind, &s.name);
         let c = now.get(k);
         let (current_pct, ci) = (c.map(|c| c.recovery_pct), c.and_then(|c| c.ci95));
         let delta = current_pct.map(|v| v - s.recovery_pct);
@@ -501,7 +569,7 @@ pub fn compare(stored: &Snapshot, current: &Snapshot, opts: &GateOptions) -> Vec
                 stored_pct: None,
                 current_pct: Some(c.recovery_pct),
                 delta_pp: None,
-                tolerance_pp: *opts.per_task.get(&c.name).unwrap_or(&opts.tolerance_pp),
+                tolerance_pp: tolerance(opts, c.kind, &c.name),
                 current_ci95: c.ci95,
                 beyond_ci: false,
                 status: Status::New,
@@ -687,7 +755,11 @@ pub fn run_gate(
     let current = snapshot(runs_dir, baseline_run, report)?;
     // A tolerance for a name that is nowhere is a typo that would silently gate with the default.
     for name in gate.per_task.keys() {
-        let known = |s: &Snapshot| s.entries.iter().any(|e| &e.name == name);
+        let known = |s: &Snapshot| {
+            s.entries
+                .iter()
+                .any(|e| &e.name == name || *name == format!("{}:{}", e.kind.as_str(), e.name))
+        };
         if !known(&stored) && !known(&current) {
             let mut names: Vec<&str> = stored
                 .entries

@@ -335,7 +335,8 @@ figure { margin: 1em 0; }
 <p class="meta">Baseline run <code>{{ baseline.run_id }}</code> (model <code>{{ baseline.model }}</code>).
 Compared: {% for r in runs %}<code>{{ r.label }}</code> (run <code>{{ r.run_id }}</code>){% if not loop.last %}, {% endif %}{% endfor %}.
 Scores in %; recovery % = run / baseline &times; 100 (arXiv 2411.02355, Tables 2 and 10).</p>
-<table id="recovery">
+{% if lead %}{{ lead | safe }}<h2>Per sub-task</h2>
+{% endif %}<table id="recovery">
 <thead><tr><th>task</th><th>metric</th><th>{{ baseline.label }}</th>{% for r in runs %}<th>{{ r.label }}</th><th>{{ r.label }} recovery %</th>{% endfor %}</tr></thead>
 <tbody>
 {% for row in rows %}<tr{% if row.task == average %} class="avg"{% endif %}><td>{{ row.task }}</td><td>{{ row.metric }}</td><td class="num">{{ row.baseline.score | pct }}</td>
@@ -372,6 +373,12 @@ pub fn to_html(table: &RecoveryTable) -> Result<String> {
 /// [`to_html`] with `extra` (already rendered, escaped HTML such as the similarity section)
 /// placed before the charts.
 pub fn to_html_with(table: &RecoveryTable, extra: &str) -> Result<String> {
+    to_html_sections(table, "", extra)
+}
+
+/// [`to_html_with`] with `lead` (already rendered, escaped HTML such as the Open LLM Leaderboard
+/// V2 section) placed above the recovery table, which then gets the heading "Per sub-task".
+pub fn to_html_sections(table: &RecoveryTable, lead: &str, extra: &str) -> Result<String> {
     let mut env = minijinja::Environment::new();
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
     env.add_filter("pct", |v: minijinja::Value| -> String {
@@ -410,6 +417,7 @@ pub fn to_html_with(table: &RecoveryTable, extra: &str) -> Result<String> {
     obj.insert("near_random".into(), json!(table.near_random_tasks()));
     obj.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
     obj.insert("extra".into(), json!(extra));
+    obj.insert("lead".into(), json!(lead));
     let html = env
         .get_template("report.html")?
         .render(minijinja::Value::from_serialize(&ctx))

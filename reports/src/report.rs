@@ -1,5 +1,6 @@
 //! `quantlab report RUN...`: load run records, build the recovery table, write the renderings.
 
+use crate::leaderboard::{self, LeaderboardV2Section};
 use crate::load::results_file;
 use crate::stats::{self, StatsOptions};
 use crate::{load_run, recovery_table, RecoveryTable, RunResults};
@@ -159,7 +160,12 @@ pub fn write_report(
 /// atomically): `report.md` (recovery table and statistics), `report.csv` (the wide table),
 /// `report_stats.csv` (one row per task and run: score, CI, recovery, bootstrap), `report.json`,
 /// `report.html` (self-contained), and the charts `recovery.svg`, `scores.svg`, `recovery.png`.
-/// Returns the Markdown.
+/// Runs of the `leaderboard-v2` suite also get the Open LLM Leaderboard V2 section
+/// ([`crate::leaderboard`]) above their per-sub-task table in `report.md` and `report.html`,
+/// `report_leaderboard_v2.csv`, and the key `leaderboard_v2` in `report.json` (or, when a
+/// benchmark is incomplete, a one-line note and `{"skipped": reason}` instead). With several
+/// suites the files are suffixed `-<suite>` (`report-<suite>.csv`, ...) and `report.json` holds
+/// one object per suite. Returns the Markdown.
 pub fn write_report_with(
     runs: &[PathBuf],
     baseline: Option<&str>,
@@ -197,12 +203,21 @@ pub fn write_report_with(
         );
     }
     let mut tables = Vec::new();
+    // Leaderboard V2 section of the `leaderboard-v2` group, by suite.
+    let mut lb: BTreeMap<String, LeaderboardV2Section> = BTreeMap::new();
     for (suite, paths) in &groups {
         let t = if groups.len() > 1 {
             build_report(paths, baseline, opts).with_context(|| format!("suite `{suite}`"))?
         } else {
             build_report(paths, baseline, opts)?
         };
+        if suite == leaderboard::SUITE {
+            let records = paths
+                .iter()
+                .map(|p| load_run(p))
+                .collect::<Result<Vec<_>>>()?;
+            lb.insert(suite.clone(), leaderboard::section(&t, &records));
+        }
         tables.push((suite.clone(), t));
     }
     let several = tables.len() > 1;
@@ -210,6 +225,15 @@ pub fn write_report_with(
     for (suite, t) in &tables {
         if several {
             markdown += &format!("# Suite `{suite}`\n\n");
+        }
+        match lb.get(suite) {
+            Some(s @ LeaderboardV2Section::Table(_)) => {
+                markdown += &format!("{}\n## Per sub-task\n\n", s.to_markdown());
+            }
+            Some(s @ LeaderboardV2Section::Skipped(_)) => {
+                markdown += &format!("{}\n", s.to_markdown());
+            }
+            None => {}
         }
         markdown += &format!(
             "{}\n## Statistics\n\n{}",
@@ -262,11 +286,21 @@ pub fn write_report_with(
         for (suite, table) in &tables {
             table.write_csv(&dir.join(name(suite, "report", "csv")))?;
             write_stats_csv(table, &dir.join(name(suite, "report_stats", "csv")))?;
-            json.insert(suite.clone(), table.to_json());
+            let mut tj = table.to_json();
+            let mut lead = String::new();
+            if let Some(s) = lb.get(suite) {
+                if let Some(t) = s.table() {
+                    t.write_csv(&dir.join(name(suite, "report_leaderboard_v2", "csv")))?;
+                }
+                tj[leaderboard::KEY] = s.to_json();
+                lead = s.to_html()?;
+            }
+            json.insert(suite.clone(), tj);
             text(
                 &name(suite, "report", "html"),
-                &crate::render::to_html_with(
+                &crate::render::to_html_sections(
                     table,
+                    &lead,
                     &if sim_rows.is_empty() {
                         String::new()
                     } else {
@@ -289,8 +323,8 @@ pub fn write_report_with(
                 Err(e) => eprintln!("warning: charts skipped: {e:#}"),
             }
         }
-        let mut json = match (several, tables.first()) {
-            (false, Some((_, t))) => t.to_json(),
+        let mut json = match (several, json.values().next()) {
+            (false, Some(t)) => t.clone(),
             _ => serde_json::Value::Object(json),
         };
         if !sim_rows.is_empty() {
