@@ -934,6 +934,13 @@ fn run(cli: Cli) -> Result<()> {
                     );
                 }
             }
+            // MATH Level 5's symbolic checks run in Python after generation: check it first.
+            if specs.iter().any(|s| {
+                s.metrics
+                    .contains(&quantlab_tasks::spec::MetricSpec::MathHard)
+            }) {
+                quantlab_tasks::math::check_python()?;
+            }
             eprintln!("loading {} ({}) from {}", model, info.scheme, dir.display());
             let engine = quantlab_model::Engine::load(&dir, engine)?;
             let mut be = local_backend(engine, &info, no_cache)?;

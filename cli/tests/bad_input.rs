@@ -502,3 +502,37 @@ fn sampling_flags_are_checked() {
         assert!(!out.exists(), "{args:?} left {}", out.display());
     }
 }
+
+/// MATH Level 5 needs a Python with sympy, ANTLR 4.11 and math-verify for its checks: a missing
+/// interpreter is one error at the start of the run, before the model is loaded or any answer
+/// generated, and no run folder is left.
+#[test]
+fn math_checks_python_is_checked_before_generation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_quantlab"))
+        .env("QUANTLAB_CACHE", "off")
+        .env(
+            "QUANTLAB_MATH_PYTHON",
+            tmp.path().join("no-python").to_str().unwrap(),
+        )
+        .args([
+            "eval",
+            common::default_model().to_str().unwrap(),
+            "--tasks",
+            "math_algebra_hard",
+            "--limit",
+            "2",
+            "--runs-dir",
+            tmp.path().join("runs").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_one_error_line(
+        out.status.code().unwrap_or(-1),
+        &err,
+        &["no-python", "QUANTLAB_MATH_PYTHON", "math-verify"],
+    );
+    assert!(!err.contains("loading"), "the model was loaded: {err}");
+    assert!(!tmp.path().join("runs").exists());
+}

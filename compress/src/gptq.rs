@@ -15,8 +15,10 @@
 //!    update the rest of the block `W[:, i+1:] -= e ⊗ Hinv[i, i+1:]`; after the block, the lazy
 //!    batch update `W[:, i2:] -= E · Hinv[i1:i2, i2:]`.
 //!
-//! The per-column loop of a block runs on the host for integer types ([`crate::gptq_sweep`], rows
-//! in parallel); the lazy batch update after each block is a matrix product on `W`'s device.
+//! The per-column loop of a block runs on the host for integer types on the CPU
+//! ([`crate::gptq_sweep`], rows in parallel); on CUDA it is a few tensor operations per column,
+//! captured once per block width as a CUDA graph and replayed for every block ([`BlockGraphs`]).
+//! The lazy batch update after each block is a matrix product on `W`'s device.
 //!
 //! Scales: [`ScaleUpdate::Static`] computes them once before the sweep (today's llm-compressor);
 //! [`ScaleUpdate::GroupBoundary`] recomputes a group's scale when the sweep reaches its first
@@ -215,23 +217,34 @@ pub struct GptqOutput {
 }
 
 /// `chol(H⁻¹)` upper, with dampening raised ×10 on failure. `None` when every try failed.
-fn inverse_hessian_cholesky(h: &Tensor, cfg: &GptqConfig) -> Option<(Tensor, f64)> {
+///
+/// Takes `h` by value and dampens it in place, so at most two n x n matrices are alive at a time
+/// besides the output (1.6 GiB in fp32 for Llama-3.1-8B's down_proj, whose Hessian is 14336²):
+/// `h` is dropped once its Cholesky factor `L` exists. If the second Cholesky (of `H⁻¹`) fails,
+/// the dampened `h` is rebuilt as `L·Lᵀ` for the next try (a rare path).
+fn inverse_hessian_cholesky(h: Tensor, cfg: &GptqConfig) -> Option<(Tensor, f64)> {
     let n = h.size()[0];
     let mean_diag = h.diagonal(0, 0, 1).mean(h.kind());
     let mut frac = cfg.dampening_frac;
+    let mut applied = 0.0; // dampening fraction currently added to `h`'s diagonal
+    let mut h = h;
     loop {
-        let hd = h.copy();
-        let _ = hd.diagonal(0, 0, 1).g_add_(&(&mean_diag * frac));
-        let (l, info) = hd.linalg_cholesky_ex(false, false);
+        let _ = h.diagonal(0, 0, 1).g_add_(&(&mean_diag * (frac - applied)));
+        applied = frac;
+        let (l, info) = h.linalg_cholesky_ex(false, false);
         if i64::try_from(&info).unwrap_or(1) == 0 {
+            drop(h);
             let hi = l.cholesky_inverse(false);
             let (u, info) = hi.linalg_cholesky_ex(true, false);
+            drop(hi);
             let ok = i64::try_from(&info).unwrap_or(1) == 0
                 && bool::try_from(u.isfinite().all()).unwrap_or(false)
                 && u.size() == [n, n];
             if ok {
                 return Some((u, frac));
             }
+            drop(u);
+            h = l.mm(&l.tr());
         }
         frac *= 10.0;
         if frac > cfg.max_dampening_frac * (1.0 + 1e-9) {
@@ -414,7 +427,8 @@ fn tensor_block(
 
 /// Whether the per-column loop runs on the host ([`crate::gptq_sweep`]): on the CPU by default;
 /// on CUDA the tensor loop stays (measured on an H200 at Llama-3.1-8B shapes: 6–7 s a layer with
-/// the host sweep against 4 s with the tensor loop, the block copies dominating).
+/// the host sweep, the block copies dominating; 3 s for the eager tensor loop, 0.7 s as CUDA-graph
+/// replays).
 /// `QUANTLAB_GPTQ_HOST_SWEEP=0|1` overrides, for benchmarks.
 fn host_sweep_enabled(device: tch::Device) -> bool {
     match std::env::var("QUANTLAB_GPTQ_HOST_SWEEP").as_deref() {
@@ -524,12 +538,35 @@ pub fn gptq_quantize(
     gptq_quantize_sweep(w, h, q, cfg, name, host_sweep_enabled(w.device()))
 }
 
+/// [`gptq_quantize`] taking the Hessian by value: it is modified in place and freed as soon as it
+/// is no longer needed (the pipeline's way, one n x n matrix less on the device).
+pub fn gptq_quantize_owned(
+    w: &Tensor,
+    h: Tensor,
+    q: &WeightQuant,
+    cfg: &GptqConfig,
+    name: &str,
+) -> Result<GptqOutput> {
+    gptq_quantize_impl(w, h, q, cfg, name, host_sweep_enabled(w.device()))
+}
+
 /// [`gptq_quantize`] with the block sweep chosen by the caller: `host` sweeps integer types on
 /// the host ([`crate::gptq_sweep`]), otherwise as tensor operations on `w`'s device. Both compute
 /// the same GPTQ; tests run each against the reference.
 pub fn gptq_quantize_sweep(
     w: &Tensor,
     h: &Tensor,
+    q: &WeightQuant,
+    cfg: &GptqConfig,
+    name: &str,
+    host: bool,
+) -> Result<GptqOutput> {
+    gptq_quantize_impl(w, h.copy(), q, cfg, name, host)
+}
+
+fn gptq_quantize_impl(
+    w: &Tensor,
+    h: Tensor,
     q: &WeightQuant,
     cfg: &GptqConfig,
     name: &str,
@@ -558,7 +595,8 @@ pub fn gptq_quantize_sweep(
     }
     let kind = w.kind();
     let mut w = w.copy();
-    let mut h = h.to_kind(kind).copy();
+    // `h` is ours (the caller's copy, or the pipeline's Hessian handed over): edited in place.
+    let mut h = if h.kind() == kind { h } else { h.to_kind(kind) };
     // 1. dead columns
     let dead = h.diagonal(0, 0, 1).eq(0.0);
     if bool::try_from(dead.any())? {
@@ -615,7 +653,8 @@ pub fn gptq_quantize_sweep(
         (None, _, _) => vec![0; cols as usize],
     };
     // 3. inverse Hessian
-    let (hinv, damp) = match inverse_hessian_cholesky(&h, cfg) {
+    let chol = inverse_hessian_cholesky(h, cfg);
+    let (hinv, damp) = match chol {
         Some((u, f)) => (u, Some(f)),
         None => {
             tracing::warn!(

@@ -9,8 +9,9 @@
 //! w_j += e_i · Hinv[i, j]   for j > i in the block
 //! ```
 //!
-//! On a GPU this replaces ~9 small kernels per column (launch-bound: a few seconds a layer at
-//! 8B shapes) by one copy of the block to the host and back; the lazy batch update of the
+//! The default on the CPU. On a GPU it would replace ~9 small kernels per column by one copy of
+//! the block to the host and back (`QUANTLAB_GPTQ_HOST_SWEEP=1`), but the CUDA-graph replay of
+//! the tensor loop is faster there (see `gptq::host_sweep_enabled`); the lazy batch update of the
 //! columns after the block stays a matrix product on the device. The arithmetic is the same as
 //! [`crate::quantize::fake_quantize`]'s for integer types: `x / scale`, round half to even,
 //! clamp to the integer range, then `(q - zp) · scale`.

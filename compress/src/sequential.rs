@@ -18,7 +18,7 @@
 //! Peak device memory ≈ one layer in the compute dtype + its fp32 copies during GPTQ + the
 //! Hessians + one batch of activations.
 
-use crate::gptq::{gptq_quantize, GptqOutput, Hessian, WeightQuant};
+use crate::gptq::{gptq_quantize_owned, GptqOutput, Hessian, WeightQuant};
 use crate::pipeline::{check_group_divisibility, CompressSummary, LAYER_LINEARS};
 use crate::quantize::{expand_qparam, quantize_codes, stored_scale, QParams};
 use crate::recipe::{Algorithm, Recipe};
@@ -110,6 +110,20 @@ struct Manifest {
 struct Batch {
     x: Tensor,
     sequences: i64,
+}
+
+/// Move `t` to `store`: to the device as is; to the host (offloaded activations) into pinned
+/// (page-locked) memory when `t` is on a CUDA device, so both copies run at full PCIe speed.
+fn to_store(t: Tensor, store: Device) -> Tensor {
+    match (t.device(), store) {
+        (Device::Cuda(i), Device::Cpu) => {
+            let dst = Tensor::empty(t.size(), (t.kind(), Device::Cpu)).pin_memory(Device::Cuda(i));
+            let mut dst = dst;
+            dst.copy_(&t);
+            dst
+        }
+        _ => t.to_device(store),
+    }
 }
 
 fn embed_batches(
@@ -342,7 +356,7 @@ pub fn compress_calibrated(
     };
     let mut batches = embed_batches(&w, &cfg, calibration, opts.batch_tokens, ck)?;
     for b in batches.iter_mut() {
-        b.x = b.x.to_device(store);
+        b.x = to_store(b.x.to_device(device), store);
     }
     let mut rope = Rope {
         inv_freq: Tensor::from_slice(&rope_inv_freq(&cfg)?).to_device(device),
@@ -619,7 +633,7 @@ fn quantize_members(
     layer: &mut DecoderLayer,
     prefix: &str,
     members: &[&str],
-    hessian: Option<&Tensor>,
+    mut hessian: Option<Tensor>,
     recipe: &Recipe,
     ck: Kind,
     act_quant: Option<ActQuant>,
@@ -639,7 +653,8 @@ fn quantize_members(
     } else {
         vec![members.to_vec()]
     };
-    for members in jobs {
+    let n_jobs = jobs.len();
+    for (job, members) in jobs.into_iter().enumerate() {
         let ws: Vec<Tensor> = members
             .iter()
             .map(|m| linear_mut(layer, m).weight.to_kind(Kind::Float))
@@ -647,7 +662,14 @@ fn quantize_members(
         let rows: Vec<i64> = ws.iter().map(|t| t.size()[0]).collect();
         let stacked = Tensor::cat(&ws, 0);
         let name = format!("{prefix}.{{{}}}", members.join(","));
-        let (fq, qp, g_idx, row_losses, fallback) = match (recipe.algorithm, hessian) {
+        // The Hessian is handed over to the last job (freed inside GPTQ), copied for the others.
+        let last = job + 1 == n_jobs;
+        let hm = if last {
+            hessian.take()
+        } else {
+            hessian.as_ref().map(Tensor::copy)
+        };
+        let (fq, qp, g_idx, row_losses, fallback) = match (recipe.algorithm, hm) {
             (Algorithm::Gptq(gc), Some(hm)) => {
                 let GptqOutput {
                     weight,
@@ -655,7 +677,7 @@ fn quantize_members(
                     g_idx,
                     row_losses,
                     dampening_used,
-                } = gptq_quantize(&stacked, hm, &wq, &gc, &name)?;
+                } = gptq_quantize_owned(&stacked, hm, &wq, &gc, &name)?;
                 (weight, qparams, g_idx, row_losses, dampening_used.is_none())
             }
             _ => {
@@ -838,7 +860,7 @@ fn finish_stage(
             layer,
             prefix,
             &ms,
-            hm.as_ref(),
+            hm,
             ctx.recipe,
             ctx.ck,
             ctx.act_quant,
@@ -935,9 +957,10 @@ fn compress_layer(
             let x = b.x.to_device(device);
             let (bs, t) = (x.size()[0], x.size()[1]);
             let (cos, sin) = rope.get(bs, t);
-            b.x = layer
-                .forward(cfg, &x, &cos, &sin, None, None, &mut |_, _| {})
-                .to_device(store);
+            b.x = to_store(
+                layer.forward(cfg, &x, &cos, &sin, None, None, &mut |_, _| {}),
+                store,
+            );
         }
         return Ok((ctx.rep, ctx.out_tensors));
     }
@@ -953,47 +976,50 @@ fn compress_layer(
     let smooth = sq.zip(range.as_ref()).map(|(c, r)| (true, r, c.alpha));
     finish_stage(layer, &prefix, &qkv, smooth, hs, &mut ctx)?;
 
-    // Stage B: attention output (input of o_proj), with the quantized q/k/v.
+    // Stage B: attention output (input of o_proj), with the quantized q/k/v. The attention
+    // output and (stage D) the MLP hidden states are recomputed in the next stage rather than
+    // kept: the recomputation is a few percent of the layer's time, and keeping them would hold
+    // 1 + intermediate/hidden activations per calibration token (3.5x the layer input for Llama).
     let mut hs = new_h(attn_dim);
-    let mut attn_out: Vec<Tensor> = Vec::with_capacity(batches.len());
     for b in batches.iter() {
         let x = b.x.to_device(device);
         let (bs, t) = (x.size()[0], x.size()[1]);
         let (cos, sin) = rope.get(bs, t);
         let a = layer.attention(cfg, &layer.attn_input(cfg, &x), &cos, &sin, None, None);
         observe(&mut hs, None, &a, b.sequences, &mut ctx.rep);
-        attn_out.push(a.to_device(store));
     }
     finish_stage(layer, &prefix, &["self_attn.o_proj"], None, hs, &mut ctx)?;
 
     // Stage C: residual after attention; gate/up input.
     let mut hs = new_h(h);
     let mut range = sq.map(|_| ChannelRange::new(h, device));
-    for (b, a) in batches.iter_mut().zip(attn_out.drain(..)) {
+    for b in batches.iter_mut() {
         let x = b.x.to_device(device);
-        let hres = x + layer.o.forward(&a.to_device(device));
+        let (bs, t) = (x.size()[0], x.size()[1]);
+        let (cos, sin) = rope.get(bs, t);
+        let a = layer.attention(cfg, &layer.attn_input(cfg, &x), &cos, &sin, None, None);
+        let hres = x + layer.o.forward(&a);
         let hn = layer.mlp_input(cfg, &hres);
         observe(&mut hs, range.as_mut(), &hn, b.sequences, &mut ctx.rep);
-        b.x = hres.to_device(store);
+        b.x = to_store(hres, store);
     }
     let smooth = sq.zip(range.as_ref()).map(|(c, r)| (false, r, c.alpha));
     finish_stage(layer, &prefix, &gu, smooth, hs, &mut ctx)?;
 
     // Stage D: down_proj input with the quantized gate/up.
     let mut hs = new_h(inter);
-    let mut mlp_hidden: Vec<Tensor> = Vec::with_capacity(batches.len());
     for b in batches.iter() {
         let hres = b.x.to_device(device);
         let m = layer.mlp_hidden(&layer.mlp_input(cfg, &hres));
         observe(&mut hs, None, &m, b.sequences, &mut ctx.rep);
-        mlp_hidden.push(m.to_device(store));
     }
     finish_stage(layer, &prefix, &["mlp.down_proj"], None, hs, &mut ctx)?;
 
     // Stage E: the quantized layer's output, next layer's input.
-    for (b, m) in batches.iter_mut().zip(mlp_hidden.drain(..)) {
+    for b in batches.iter_mut() {
         let hres = b.x.to_device(device);
-        b.x = (hres + layer.down.forward(&m.to_device(device))).to_device(store);
+        let m = layer.mlp_hidden(&layer.mlp_input(cfg, &hres));
+        b.x = to_store(hres + layer.down.forward(&m), store);
     }
     Ok((ctx.rep, ctx.out_tensors))
 }

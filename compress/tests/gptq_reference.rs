@@ -442,3 +442,48 @@ fn hessian_is_two_xtx_over_sequences_with_symmetric_blocks() {
         "not symmetric"
     );
 }
+
+/// An indefinite Hessian that the default dampening (0.01 · mean diag) does not fix but ten times
+/// it does: GPTQ raises the dampening to 0.1 and gives exactly what it gives when asked for 0.1
+/// from the start (the retry dampens the same matrix in place, it does not stack the tries).
+#[test]
+fn raised_dampening_equals_that_dampening_from_the_start() {
+    tch::manual_seed(7);
+    let n = 32;
+    let (w, _) = problem(6, n, 5);
+    // H = Q diag(λ) Qᵀ with λ_0 = -0.05 and the others in [1, 2]: mean diag ≈ 1.45, so
+    // 0.01 · 1.45 leaves λ_0 < 0 and 0.1 · 1.45 makes it positive.
+    let g = Tensor::randn([n, n], (Kind::Double, Device::Cpu));
+    let (qm, _) = Tensor::linalg_qr(&g, "reduced");
+    let lam = Tensor::linspace(1.0, 2.0, n, (Kind::Double, Device::Cpu));
+    let _ = lam.get(0).fill_(-0.05);
+    let h = qm.mm(&lam.diag(0)).mm(&qm.tr());
+    let h = (&h + h.tr()) / 2.0;
+    let q = WeightQuant {
+        ty: WeightType::Int { bits: 4 },
+        strategy: Strategy::Group(8),
+        symmetric: true,
+        observer: Observer::MinMax,
+        scale_kind: Kind::BFloat16,
+    };
+    let raised = gptq_quantize(&w, &h, &q, &GptqConfig::default(), "raised").unwrap();
+    assert_eq!(raised.dampening_used, Some(0.1));
+    let direct = GptqConfig {
+        dampening_frac: 0.1,
+        ..GptqConfig::default()
+    };
+    let from_start = gptq_quantize(&w, &h, &q, &direct, "direct").unwrap();
+    assert_eq!(from_start.dampening_used, Some(0.1));
+    let d = (&raised.weight - &from_start.weight)
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(d < 1e-9, "raised vs direct differ by {d}");
+    let losses: f64 = raised.row_losses.iter().sum();
+    let direct_losses: f64 = from_start.row_losses.iter().sum();
+    assert!((losses - direct_losses).abs() <= 1e-9 * direct_losses.abs().max(1.0));
+    // and it is not RTN (the Hessian's off-diagonal terms were used)
+    let rtn = quantlab_compress::quantize::quantize_rtn(&w, q.ty, q.strategy, Kind::BFloat16);
+    let rtn_w = quantlab_compress::quantize::dequantize(&rtn, q.strategy).to_kind(Kind::Double);
+    assert!((&raised.weight - rtn_w).abs().max().double_value(&[]) > 1e-6);
+}

@@ -279,6 +279,19 @@ pub fn python() -> String {
         .unwrap_or_else(|| "python3".to_string())
 }
 
+/// Check, before any generation, that [`python`] runs the MATH checks (one trivial `is_equiv`
+/// query through [`EQUIV_SCRIPT`]), so a missing package fails a run at its start, not after the
+/// model has generated every answer. Errors as [`judge`].
+pub fn check_python() -> Result<()> {
+    let py = python();
+    let answers = run_python(&py, &[Query::IsEquiv { x1: "1", x2: "1" }])
+        .with_context(|| format!("checking the MATH checks' Python `{py}`"))?;
+    if answers != [true] {
+        bail!("`{py}`: the MATH checks' self-test (is_equiv(1, 1)) answered {answers:?}");
+    }
+    Ok(())
+}
+
 /// Judge documents as lm-eval 0.4.9.1's `process_results` does: the extraction and normalisation
 /// here, then ONE Python subprocess ([`EQUIV_SCRIPT`]) for all `math_verify` checks and the sympy
 /// `is_equiv` checks of the pairs whose stripped strings differ (equal strings are decided here).
