@@ -116,6 +116,21 @@ impl RunResults {
     /// carry theirs, e.g. `exact_match,strict-match`), plus `versions`, `n-shot` (from
     /// `n_shot`), `higher_is_better`, `n-samples` (`original` is only known without `--limit`),
     /// `config` (model, model_args, backend settings, limit) and timing fields.
+    /// Every `(task, metric) -> value` of the run, and `task -> n_docs`: the inputs of
+    /// `quantlab_tasks::leaderboard::leaderboard_v2`.
+    #[allow(clippy::type_complexity)]
+    pub fn scores_and_sizes(&self) -> (BTreeMap<(String, String), f64>, BTreeMap<String, usize>) {
+        let mut scores = BTreeMap::new();
+        let mut sizes = BTreeMap::new();
+        for (task, r) in &self.tasks {
+            for (metric, v) in &r.metrics {
+                scores.insert((task.clone(), metric.clone()), v.value);
+            }
+            sizes.insert(task.clone(), r.n_docs);
+        }
+        (scores, sizes)
+    }
+
     pub fn to_lm_eval(&self, n_shot: &BTreeMap<String, usize>) -> serde_json::Value {
         use serde_json::{json, Map, Value};
         let mut results = Map::new();

@@ -738,14 +738,7 @@ pub const LEADERBOARD_V2_FILE: &str = "leaderboard_v2.json";
 /// "missing": [names]}`. Errors as [`quantlab_tasks::leaderboard::leaderboard_v2`] does (a
 /// benchmark with only some sub-tasks, a value outside [0, 1], nothing complete).
 pub fn leaderboard_v2_summary(run: &RunResults) -> Result<serde_json::Value> {
-    let mut scores = BTreeMap::new();
-    let mut sizes = BTreeMap::new();
-    for (task, r) in &run.tasks {
-        for (metric, v) in &r.metrics {
-            scores.insert((task.clone(), metric.clone()), v.value);
-        }
-        sizes.insert(task.clone(), r.n_docs);
-    }
+    let (scores, sizes) = run.scores_and_sizes();
     let lb = quantlab_tasks::leaderboard::leaderboard_v2(&scores, &sizes)
         .with_context(|| format!("run {}: Leaderboard V2 scores", run.run_id))?;
     let benchmarks: serde_json::Map<String, serde_json::Value> = lb

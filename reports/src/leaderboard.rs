@@ -157,14 +157,7 @@ fn build(table: &RecoveryTable, records: &[RunResults]) -> Result<LeaderboardV2T
         if let Some(reason) = partial_benchmark(run) {
             anyhow::bail!(reason);
         }
-        let mut scores = BTreeMap::new();
-        let mut sizes = BTreeMap::new();
-        for (task, r) in &run.tasks {
-            for (metric, v) in &r.metrics {
-                scores.insert((task.clone(), metric.clone()), v.value);
-            }
-            sizes.insert(task.clone(), r.n_docs);
-        }
+        let (scores, sizes) = run.scores_and_sizes();
         let lb =
             leaderboard_v2(&scores, &sizes).with_context(|| format!("run `{}`", run.run_id))?;
         per_run.push(lb.benchmarks.into_iter().collect());
@@ -435,15 +428,7 @@ impl LeaderboardV2Table {
 
     /// Write [`Self::frame`] as CSV (polars), atomically; 4 decimals, `n/a` where undefined.
     pub fn write_csv(&self, path: &Path) -> Result<()> {
-        let mut df = self.frame()?;
-        crate::report::write_atomic(path, |file| {
-            CsvWriter::new(file)
-                .include_header(true)
-                .with_float_precision(Some(4))
-                .with_null_value(NOT_AVAILABLE.to_string())
-                .finish(&mut df)?;
-            Ok(())
-        })
+        crate::recovery::write_percent_csv(self.frame()?, path)
     }
 
     /// The section as JSON: baseline and runs, definitions, the rows (`key`, `benchmark`,

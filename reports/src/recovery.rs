@@ -697,15 +697,7 @@ impl RecoveryTable {
     /// far below any standard error; the JSON keeps full precision); undefined or missing values
     /// are written as `n/a`.
     pub fn write_csv(&self, path: &Path) -> Result<()> {
-        crate::report::write_atomic(path, |file| {
-            let mut df = self.frame.clone();
-            CsvWriter::new(file)
-                .include_header(true)
-                .with_float_precision(Some(4))
-                .with_null_value(NOT_AVAILABLE.to_string())
-                .finish(&mut df)?;
-            Ok(())
-        })
+        write_percent_csv(self.frame.clone(), path)
     }
 
     /// The table as JSON: baseline and runs, the definitions used, and per row each run's
@@ -772,4 +764,17 @@ impl RecoveryTable {
 
 fn fmt_pct(v: Option<f64>) -> String {
     v.map_or_else(|| MISSING.to_string(), |v| format!("{v:.2}"))
+}
+
+/// Write a table of percentages as CSV (polars `CsvWriter`), atomically (a temporary file in the
+/// same folder, renamed over `path`): 4 decimals, `n/a` for undefined or missing values.
+pub(crate) fn write_percent_csv(mut df: DataFrame, path: &Path) -> Result<()> {
+    crate::report::write_atomic(path, |file| {
+        CsvWriter::new(file)
+            .include_header(true)
+            .with_float_precision(Some(4))
+            .with_null_value(NOT_AVAILABLE.to_string())
+            .finish(&mut df)?;
+        Ok(())
+    })
 }
