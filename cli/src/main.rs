@@ -166,13 +166,13 @@ enum Cmd {
         /// one sample per problem). --top-p and --seed apply only with it.
         #[arg(long, allow_negative_numbers = true)]
         temperature: Option<f64>,
-        /// Code suites, with --temperature: nucleus sampling mass (EvalPlus's 0.95).
-        #[arg(long, default_value_t = 0.95, allow_negative_numbers = true)]
-        top_p: f64,
-        /// Code suites, with --temperature: the run's seed; each sample's stream is seeded from
-        /// it, the task id and the sample's index, so a re-run gives the same samples.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        /// Code suites, with --temperature: nucleus sampling mass [default: 0.95, EvalPlus's].
+        #[arg(long, allow_negative_numbers = true)]
+        top_p: Option<f64>,
+        /// Code suites, with --temperature: the run's seed [default: 0]; each sample's stream is
+        /// seeded from it, the task id and the sample's index, so a re-run gives the same samples.
+        #[arg(long)]
+        seed: Option<u64>,
         /// Maximum new tokens per generated answer (code suites: 512; similarity: 1024 on CUDA,
         /// 256 on CPU).
         #[arg(long)]
@@ -841,10 +841,18 @@ fn run(cli: Cli) -> Result<()> {
                     "--temperature is for generating; a --samples FILE's answers are given"
                 );
             }
+            if (top_p.is_some() || seed.is_some()) && temperature.is_none_or(|t| t == 0.0) {
+                anyhow::bail!(
+                    "--top-p and --seed apply only when sampling: give --temperature T (> 0) too \
+                     (without it, decoding is greedy)"
+                );
+            }
             let decoding = quantlab_evaluate::codeeval::generate::Decoding {
                 n_samples: n_samples.unwrap_or(1),
-                sampling: temperature.filter(|&t| t != 0.0).map(|t| (t, top_p)),
-                seed,
+                sampling: temperature
+                    .filter(|&t| t != 0.0)
+                    .map(|t| (t, top_p.unwrap_or(0.95))),
+                seed: seed.unwrap_or(0),
             };
             decoding.validate()?;
             if list_tasks {

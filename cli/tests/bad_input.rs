@@ -493,6 +493,14 @@ fn sampling_flags_are_checked() {
             ],
             &["--temperature", "samples FILE"],
         ),
+        (
+            &["--suite", "humaneval", "--top-p", "0.9"],
+            &["--top-p and --seed", "--temperature"],
+        ),
+        (
+            &["--suite", "humaneval", "--seed", "3", "--temperature", "0"],
+            &["--top-p and --seed", "greedy"],
+        ),
     ];
     for (args, needles) in cases {
         let mut a = vec!["eval", m, "--out", o];
