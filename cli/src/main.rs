@@ -229,7 +229,10 @@ enum Cmd {
         /// Allowed drop of a recovery, percentage points.
         #[arg(long, default_value_t = quantlab_reports::regress::DEFAULT_TOLERANCE_PP)]
         tolerance_pp: f64,
-        /// YAML/JSON mapping of task or suite name to its own tolerance in pp.
+        /// YAML/JSON mapping of task or suite name to its own tolerance in pp. A key
+        /// `KIND:NAME` targets one kind of entry, e.g. `leaderboard_v2:bbh: 3.0` for the BBH
+        /// benchmark recovery of leaderboard-v2 runs (entries `SCHEME/leaderboard_v2:bbh`, ...,
+        /// `SCHEME/leaderboard_v2:average`), apart from a task of the same name.
         #[arg(long)]
         per_task: Option<PathBuf>,
         /// Count a drop only when the stored recovery is also outside tonight's 95% CI.
