@@ -220,6 +220,14 @@ pub fn next_tokens(logits: &Tensor, sampling: &[Option<Sampling>], u: &[f64]) ->
     Ok(out)
 }
 
+/// Whether decoding on `device` replays CUDA graphs: CUDA, a build with the shim, and
+/// `QUANTLAB_CUDA_GRAPH` not `0`.
+pub fn decode_graphs_enabled(device: Device) -> bool {
+    device.is_cuda()
+        && cuda_graph::available()
+        && std::env::var("QUANTLAB_CUDA_GRAPH").map_or(true, |v| v != "0")
+}
+
 /// How the decode loop runs its steps: eagerly, or (CUDA, shim built, `QUANTLAB_CUDA_GRAPH` not
 /// `0`, more than two steps) the first step eagerly on the capture stream as the warm-up, the
 /// step captured once, and every later step a replay. A failed capture falls back to eager steps
@@ -231,11 +239,8 @@ struct DecodeGraph {
 
 impl DecodeGraph {
     fn new(device: Device, steps: usize) -> DecodeGraph {
-        let wanted = std::env::var("QUANTLAB_CUDA_GRAPH")
-            .map(|v| v != "0")
-            .unwrap_or(true);
         let graph = match device {
-            Device::Cuda(i) if wanted && steps > 2 && cuda_graph::available() => {
+            Device::Cuda(i) if steps > 2 && decode_graphs_enabled(device) => {
                 match cuda_graph::Graph::new(i) {
                     Ok(g) => Some(g),
                     Err(e) => {
@@ -364,24 +369,16 @@ impl Engine {
             let b = batch.len() as i64;
             let t = longest as i64;
             let mut ids = vec![0i64; (b * t) as usize];
-            let mut valid = vec![false; (b * t) as usize];
             for (r, &k) in batch.iter().enumerate() {
                 let inp = &items[k].1;
                 ids[r * longest..r * longest + inp.len()].copy_from_slice(inp);
-                valid[r * longest..r * longest + inp.len()]
-                    .iter_mut()
-                    .for_each(|v| *v = true);
             }
             let ids_t = Tensor::from_slice(&ids).view([b, t]).to_device(self.device);
-            let valid_t = Tensor::from_slice(&valid)
-                .view([b, t])
-                .to_device(self.device);
             let positions = Tensor::arange(t, (Kind::Int64, self.device))
                 .unsqueeze(0)
                 .expand([b, t], false);
             // Rows are right-padded, so plain causal attention is exact for every real token
             // (and lets SDPA take its flash kernel); padded positions are never read.
-            drop(valid_t);
             // Only the continuation positions are read: the last layer computes just those.
             let from = batch
                 .iter()

@@ -155,11 +155,7 @@ pub fn run(engine: &mut Engine, req: &BenchRequests) -> Result<BenchReport> {
     let mut rep = BenchReport {
         device: format!("{:?}", engine.device),
         dtype: format!("{:?}", engine.kind),
-        cuda_graph: engine.device.is_cuda()
-            && crate::cuda_graph::available()
-            && std::env::var("QUANTLAB_CUDA_GRAPH")
-                .map(|v| v != "0")
-                .unwrap_or(true),
+        cuda_graph: crate::engine::decode_graphs_enabled(engine.device),
         ..BenchReport::default()
     };
     if !req.score.is_empty() {

@@ -320,31 +320,6 @@ impl LeaderboardV2Table {
                 row
             })
             .collect();
-        let widths: Vec<usize> = (0..header.len())
-            .map(|c| {
-                rows.iter()
-                    .chain([&header])
-                    .map(|r| r[c].chars().count())
-                    .max()
-                    .unwrap_or(0)
-                    .max(3)
-            })
-            .collect();
-        let line = |cells: &[String]| {
-            let padded: Vec<String> = cells
-                .iter()
-                .enumerate()
-                .map(|(c, s)| {
-                    let pad = " ".repeat(widths[c] - s.chars().count());
-                    if c == 0 {
-                        format!("{s}{pad}")
-                    } else {
-                        format!("{pad}{s}")
-                    }
-                })
-                .collect();
-            format!("| {} |\n", padded.join(" | "))
-        };
         let mut out = format!(
             "Leaderboard-normalised scores against baseline `{}` (run `{}`, model `{}`), as the \
              paper's Table 3: per sub-task max(0, (v − b) / (1 − b)) × 100 with b its random \
@@ -352,22 +327,7 @@ impl LeaderboardV2Table {
              then normalised); recovery % = run / baseline × 100.\n\n",
             base, self.baseline.run_id, self.baseline.model
         );
-        out += &line(&header);
-        let rule: Vec<String> = widths
-            .iter()
-            .enumerate()
-            .map(|(c, &w)| {
-                if c == 0 {
-                    format!(":{}", "-".repeat(w - 1))
-                } else {
-                    format!("{}:", "-".repeat(w - 1))
-                }
-            })
-            .collect();
-        out += &format!("| {} |\n", rule.join(" | "));
-        for r in &rows {
-            out += &line(r);
-        }
+        out += &crate::recovery::markdown_table(&header, &rows, 1);
         out.push('\n');
         out += &format!(
             "{AVERAGE_ROW}: mean of the {} benchmark(s) above; its recovery is Average(run) / \

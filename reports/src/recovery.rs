@@ -544,31 +544,6 @@ impl RecoveryTable {
             rows.push(row);
         }
 
-        let widths: Vec<usize> = (0..header.len())
-            .map(|c| {
-                rows.iter()
-                    .map(|r| r[c].chars().count())
-                    .chain([header[c].chars().count(), 3])
-                    .max()
-                    .unwrap_or(3)
-            })
-            .collect();
-        let line = |cells: &[String]| {
-            let padded: Vec<String> = cells
-                .iter()
-                .enumerate()
-                .map(|(c, s)| {
-                    let pad = " ".repeat(widths[c] - s.chars().count());
-                    if c < 2 {
-                        format!("{s}{pad}")
-                    } else {
-                        format!("{pad}{s}")
-                    }
-                })
-                .collect();
-            format!("| {} |\n", padded.join(" | "))
-        };
-
         let mut out = String::new();
         for w in &self.warnings {
             out.push_str(&format!("> **warning:** {w}\n"));
@@ -581,22 +556,7 @@ impl RecoveryTable {
              recovery % = run / baseline × 100 (arXiv 2411.02355, Tables 2 and 10).\n\n",
             base, self.baseline.run_id, self.baseline.model
         ));
-        out.push_str(&line(&header));
-        let rule: Vec<String> = widths
-            .iter()
-            .enumerate()
-            .map(|(c, &w)| {
-                if c < 2 {
-                    format!(":{}", "-".repeat(w - 1))
-                } else {
-                    format!("{}:", "-".repeat(w - 1))
-                }
-            })
-            .collect();
-        out.push_str(&format!("| {} |\n", rule.join(" | ")));
-        for row in &rows {
-            out.push_str(&line(row));
-        }
+        out.push_str(&markdown_table(&header, &rows, 2));
         out.push('\n');
         out.push_str(&format!(
             "{AVERAGE_ROW}: mean over the {} task(s) every run has ({}); its recovery is \
@@ -777,4 +737,50 @@ pub(crate) fn write_percent_csv(mut df: DataFrame, path: &Path) -> Result<()> {
             .finish(&mut df)?;
         Ok(())
     })
+}
+
+/// An aligned Markdown table: `header` and `rows` (same number of cells each), the first `left`
+/// columns left-aligned (names), the others right-aligned (numbers); each column at least 3 wide.
+pub(crate) fn markdown_table(header: &[String], rows: &[Vec<String>], left: usize) -> String {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].chars().count())
+                .chain([header[c].chars().count(), 3])
+                .max()
+                .unwrap_or(3)
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(c, s)| {
+                let pad = " ".repeat(widths[c] - s.chars().count());
+                if c < left {
+                    format!("{s}{pad}")
+                } else {
+                    format!("{pad}{s}")
+                }
+            })
+            .collect();
+        format!("| {} |\n", padded.join(" | "))
+    };
+    let rule: Vec<String> = widths
+        .iter()
+        .enumerate()
+        .map(|(c, &w)| {
+            if c < left {
+                format!(":{}", "-".repeat(w - 1))
+            } else {
+                format!("{}:", "-".repeat(w - 1))
+            }
+        })
+        .collect();
+    let mut out = line(header);
+    out += &format!("| {} |\n", rule.join(" | "));
+    for r in rows {
+        out += &line(r);
+    }
+    out
 }
