@@ -6,7 +6,7 @@
 mod common;
 
 use common::{close, md_rows};
-use quantlab_evaluate::results::{MetricValue, ModelInfo, RunResults, TaskResult};
+use quantlab_evaluate::results::{MetricValue, RunResults, TaskResult};
 use quantlab_reports::regress::{compare, snapshot, EntryKind, GateOptions, Snapshot, Status};
 use quantlab_reports::stats::StatsOptions;
 use quantlab_reports::{write_report, write_report_with, ReportOptions};
@@ -55,9 +55,10 @@ const MATH: [&str; 7] = [
 type Raw = Vec<(String, String, f64, usize)>;
 
 fn record(run_id: &str, scheme: &str, raw: &Raw) -> RunResults {
-    let mut tasks: BTreeMap<String, TaskResult> = BTreeMap::new();
+    let mut r = common::run(run_id, &format!("llama-{scheme}"), scheme, &[]);
+    r.suite = "leaderboard-v2".into();
     for (task, metric, value, n) in raw {
-        let t = tasks.entry(task.clone()).or_insert_with(|| TaskResult {
+        let t = r.tasks.entry(task.clone()).or_insert_with(|| TaskResult {
             version: "1".into(),
             n_docs: *n,
             primary_metric: metric.clone(),
@@ -71,25 +72,7 @@ fn record(run_id: &str, scheme: &str, raw: &Raw) -> RunResults {
             },
         );
     }
-    RunResults {
-        quantlab_version: "0.1.0".into(),
-        run_id: run_id.into(),
-        model: ModelInfo {
-            name: format!("llama-{scheme}"),
-            path: format!("models/llama-{scheme}"),
-            scheme: scheme.into(),
-            config_sha256: "00".repeat(32),
-            quantization_config: None,
-            weights_sha256: None,
-        },
-        suite: "leaderboard-v2".into(),
-        backend: serde_json::json!({"name": "test"}),
-        limit: None,
-        started_at: "2026-01-01T00:00:00Z".into(),
-        wall_time_s: 1.0,
-        tasks,
-        resumed_docs: Default::default(),
-    }
+    r
 }
 
 /// Parameters of a hand-made run.
