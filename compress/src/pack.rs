@@ -35,7 +35,13 @@ pub fn pack_bits(codes: &Tensor, bits: u32) -> Result<Tensor> {
     if 32 % bits == 0 && cols % per_word == 0 {
         return pack_words(codes, bits);
     }
-    let vals: Vec<i64> = Vec::<i64>::try_from(codes.to_kind(Kind::Int64).contiguous().view([-1]))?;
+    let vals: Vec<i64> = Vec::<i64>::try_from(
+        codes
+            .to_device(tch::Device::Cpu)
+            .to_kind(Kind::Int64)
+            .contiguous()
+            .view([-1]),
+    )?;
     if let Some(v) = vals.iter().find(|v| **v < -offset || **v >= offset) {
         bail!(
             "code {v} does not fit in {bits} bits (range [{}, {}])",
@@ -65,31 +71,37 @@ pub fn pack_bits(codes: &Tensor, bits: u32) -> Result<Tensor> {
 }
 
 /// [`pack_bits`] for widths that divide 32 and rows that fill whole words, as tensor operations
-/// on the codes' device (no copy of the codes to the host): each word is
-/// `Σ_k (code_k + 2^(b-1)) << (k·b)` over its `32 / b` values, wrapped to int32. Returns the
-/// words on the host, as the host path does.
+/// on the codes' device (no copy of the codes to the host): word `j` of a row is the bitwise OR of
+/// `(code_{j·n+k} + 2^(b-1)) << (k·b)` over its `n = 32 / b` values, in int32 (the top field
+/// wraps to the sign bit, as the two's-complement int32 words of the format do). Works on one
+/// `[rows, cols / n]` int32 slice at a time, so the transient memory is a fraction of the codes'.
+/// Returns the words on the host, as the host path does.
 fn pack_words(codes: &Tensor, bits: u32) -> Result<Tensor> {
     let (rows, cols) = (codes.size()[0], codes.size()[1]);
     let offset = 1i64 << (bits - 1);
     let per_word = 32 / bits as i64;
-    let c = codes.to_kind(Kind::Int64).contiguous();
-    let bad = c.lt(-offset).logical_or(&c.ge(offset));
-    if bool::try_from(bad.any())? {
-        let v = i64::try_from(c.masked_select(&bad).get(0))?;
+    let c = codes.contiguous();
+    // The range check reduces to min and max (no widened copy of the codes).
+    let (lo, hi) = (
+        i64::try_from(c.min().to_kind(Kind::Int64))?,
+        i64::try_from(c.max().to_kind(Kind::Int64))?,
+    );
+    if lo < -offset || hi >= offset {
+        let v = if lo < -offset { lo } else { hi };
         bail!(
             "code {v} does not fit in {bits} bits (range [{}, {}])",
             -offset,
             offset - 1
         );
     }
-    let shifts = Tensor::arange(per_word, (Kind::Int64, c.device())) * bits as i64;
-    let words = (c + offset)
-        .view([rows, cols / per_word, per_word])
-        .bitwise_left_shift(&shifts)
-        .sum_dim_intlist([-1i64].as_slice(), false, Kind::Int64);
-    // Words are in [0, 2^32): wrap the upper half to negative int32 (two's complement).
-    let wrapped = &words - words.ge(1i64 << 31).to_kind(Kind::Int64) * (1i64 << 32);
-    Ok(wrapped.to_kind(Kind::Int).to_device(tch::Device::Cpu))
+    let fields = c.view([rows, cols / per_word, per_word]);
+    let field = |k: i64| fields.select(2, k).to_kind(Kind::Int) + offset;
+    let mut words = field(0);
+    for k in 1..per_word {
+        let _ =
+            words.bitwise_or_tensor_(&field(k).bitwise_left_shift_tensor_scalar(k * bits as i64));
+    }
+    Ok(words.to_device(tch::Device::Cpu))
 }
 
 /// Pack int4 codes `[out, in]` into `[out, ceil(in/8)]` int32 (eight per word, first value in the

@@ -213,13 +213,9 @@ fn checkpoint_tensors(
         .zero_point
         .as_ref()
         .map(|z| expand_qparam(z, scheme.strategy, out, inf, g_idx));
-    // Codes and scales are packed and stored on the host.
-    let codes = quantize_codes(w_fq, &s, z.as_ref(), scheme.weight).to_device(Device::Cpu);
-    let qp = QParams {
-        scale: qp.scale.to_device(Device::Cpu),
-        zero_point: qp.zero_point.as_ref().map(|z| z.to_device(Device::Cpu)),
-    };
-    let qp = &qp;
+    // Codes are packed on their device; the caller stores the packed words on the host.
+    let codes = quantize_codes(w_fq, &s, z.as_ref(), scheme.weight);
+    drop((s, z));
     let zp_stored = qp
         .zero_point
         .as_ref()
@@ -385,81 +381,116 @@ pub fn compress_calibrated(
         Device::Cuda(i) => Some(i),
         _ => None,
     };
-    for li in 0..cfg.num_hidden_layers {
-        let tl = Instant::now();
-        if let Some(i) = cuda_index {
-            quantlab_model::cuda_graph::reset_peak_allocated(i);
-        }
-        let prefix = format!("model.layers.{li}");
-        let layer_file = partial.join(format!("layer_{li}.safetensors"));
-        let mut layer = DecoderLayer::load(model_dir, &cfg, &w, li, None, ck, device)?;
-        let done = li < reports.len() && layer_file.exists();
-        let saved: Vec<(String, Tensor)> = if done {
-            let lw = Tensor::read_safetensors(&layer_file)
-                .with_context(|| format!("reading {}", layer_file.display()))?;
-            // Rebuild the quantized layer from its saved tensors.
-            apply_saved(&mut layer, &lw, &prefix, recipe, ck, device, act_quant)?;
-            lw
-        } else {
-            check_finite_weights(&mut layer, &prefix)?;
-            let (rep, tensors) = compress_layer(
-                &mut layer,
-                li,
-                &cfg,
-                &mut batches,
-                &mut rope,
-                recipe,
-                &quantize_set,
-                ck,
-                device,
-                store,
-                act_quant,
-            )?;
-            let mut rep = rep;
-            rep.seconds = tl.elapsed().as_secs_f64();
-            rep.peak_allocated_gib = cuda_index
-                .and_then(quantlab_model::cuda_graph::peak_allocated)
-                .map(|b| b as f64 / (1u64 << 30) as f64);
-            // Save this layer for resume, then the manifest.
-            let tmp = partial.join(format!("layer_{li}.safetensors.tmp"));
-            let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-            Tensor::write_safetensors(&refs, &tmp)
-                .with_context(|| format!("writing {}", tmp.display()))?;
-            std::fs::rename(&tmp, &layer_file)?;
-            reports.truncate(li);
-            reports.push(rep);
-            let m = Manifest {
-                recipe: recipe_desc.clone(),
-                calibration: opts.calibration_fingerprint.clone(),
-                source_model: model_dir.display().to_string(),
-                layers: reports.clone(),
-            };
-            let tmpm = partial.join("manifest.json.tmp");
-            std::fs::write(&tmpm, serde_json::to_string_pretty(&m)?)?;
-            std::fs::rename(&tmpm, &manifest_path)?;
-            tensors
+    // The next layer's weights are read (and, for a GPU, copied into pinned host memory) on a
+    // helper thread while this layer compresses; only the host-to-device copy stays on the
+    // critical path.
+    std::thread::scope(|sc| -> Result<()> {
+        let prefetch = |li: usize| {
+            (li < cfg.num_hidden_layers).then(|| {
+                let (cfg, w) = (&cfg, &w);
+                sc.spawn(move || -> Result<DecoderLayer> {
+                    let _g = tch::no_grad_guard();
+                    let layer = DecoderLayer::load(model_dir, cfg, w, li, None, ck, Device::Cpu)?;
+                    Ok(match device {
+                        Device::Cuda(_) => layer.map_tensors(|t| t.pin_memory(device)),
+                        _ => layer,
+                    })
+                })
+            })
         };
-        // A resumed layer: propagate through its quantized form (compress_layer already did).
-        if done && li + 1 < cfg.num_hidden_layers {
-            for b in batches.iter_mut() {
-                let x = b.x.to_device(device);
-                let (bs, t) = (x.size()[0], x.size()[1]);
-                let (cos, sin) = rope.get(bs, t);
-                let y = layer.forward(&cfg, &x, &cos, &sin, None, None, &mut |_, _| {});
-                b.x = y.to_device(store);
+        let mut next = prefetch(0);
+        for li in 0..cfg.num_hidden_layers {
+            let tl = Instant::now();
+            if let Some(i) = cuda_index {
+                quantlab_model::cuda_graph::reset_peak_allocated(i);
             }
+            let prefix = format!("model.layers.{li}");
+            let layer_file = partial.join(format!("layer_{li}.safetensors"));
+            let mut ph = Phases::new(device);
+            let host_layer = next
+                .take()
+                .map(|h| h.join())
+                .ok_or_else(|| anyhow::anyhow!("layer {li} was not prefetched"))?
+                .map_err(|_| anyhow::anyhow!("the thread loading layer {li} panicked"))??;
+            next = prefetch(li + 1);
+            let mut layer = match device {
+                Device::Cpu => host_layer,
+                _ => host_layer.map_tensors(|t| t.to_device(device)),
+            };
+            ph.mark("load");
+            let done = li < reports.len() && layer_file.exists();
+            let saved: Vec<(String, Tensor)> = if done {
+                let lw = Tensor::read_safetensors(&layer_file)
+                    .with_context(|| format!("reading {}", layer_file.display()))?;
+                // Rebuild the quantized layer from its saved tensors.
+                apply_saved(&mut layer, &lw, &prefix, recipe, ck, device, act_quant)?;
+                lw
+            } else {
+                check_finite_weights(&mut layer, &prefix)?;
+                let (rep, tensors) = compress_layer(
+                    &mut layer,
+                    li,
+                    &cfg,
+                    &mut batches,
+                    &mut rope,
+                    recipe,
+                    &quantize_set,
+                    ck,
+                    device,
+                    store,
+                    act_quant,
+                )?;
+                ph.mark("compress");
+                let mut rep = rep;
+                rep.seconds = tl.elapsed().as_secs_f64();
+                rep.peak_allocated_gib = cuda_index
+                    .and_then(quantlab_model::cuda_graph::peak_allocated)
+                    .map(|b| b as f64 / (1u64 << 30) as f64);
+                // Save this layer for resume, then the manifest.
+                let tmp = partial.join(format!("layer_{li}.safetensors.tmp"));
+                let refs: Vec<(&str, &Tensor)> =
+                    tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+                Tensor::write_safetensors(&refs, &tmp)
+                    .with_context(|| format!("writing {}", tmp.display()))?;
+                std::fs::rename(&tmp, &layer_file)?;
+                reports.truncate(li);
+                reports.push(rep);
+                let m = Manifest {
+                    recipe: recipe_desc.clone(),
+                    calibration: opts.calibration_fingerprint.clone(),
+                    source_model: model_dir.display().to_string(),
+                    layers: reports.clone(),
+                };
+                let tmpm = partial.join("manifest.json.tmp");
+                std::fs::write(&tmpm, serde_json::to_string_pretty(&m)?)?;
+                std::fs::rename(&tmpm, &manifest_path)?;
+                ph.mark("save");
+                ph.log(&prefix);
+                tensors
+            };
+            // A resumed layer: propagate through its quantized form (compress_layer already did).
+            if done && li + 1 < cfg.num_hidden_layers {
+                for b in batches.iter_mut() {
+                    let x = b.x.to_device(device);
+                    let (bs, t) = (x.size()[0], x.size()[1]);
+                    let (cos, sin) = rope.get(bs, t);
+                    let y = layer.forward(&cfg, &x, &cos, &sin, None, None, &mut |_, _| {});
+                    b.x = y.to_device(store);
+                }
+            }
+            layer_tensors.extend(saved);
+            let loss: f64 = reports
+                .get(li)
+                .map(|r| r.losses.values().sum())
+                .unwrap_or(0.0);
+            bar.set_prefix(format!(
+                "layer {li}: loss {loss:.2} in {:.1}s",
+                tl.elapsed().as_secs_f64()
+            ));
+            bar.inc(1);
         }
-        layer_tensors.extend(saved);
-        let loss: f64 = reports
-            .get(li)
-            .map(|r| r.losses.values().sum())
-            .unwrap_or(0.0);
-        bar.set_prefix(format!(
-            "layer {li}: loss {loss:.2} in {:.1}s",
-            tl.elapsed().as_secs_f64()
-        ));
-        bar.inc(1);
-    }
+        Ok(())
+    })?;
     bar.finish_and_clear();
     // Assemble the checkpoint: every source tensor that is not a layer tensor we rewrote.
     let rewritten: std::collections::HashSet<String> =
@@ -661,6 +692,7 @@ fn quantize_members(
             .collect();
         let rows: Vec<i64> = ws.iter().map(|t| t.size()[0]).collect();
         let stacked = Tensor::cat(&ws, 0);
+        drop(ws);
         let name = format!("{prefix}.{{{}}}", members.join(","));
         // The Hessian is handed over to the last job (freed inside GPTQ), copied for the others.
         let last = job + 1 == n_jobs;
@@ -806,6 +838,65 @@ struct StageCtx<'a> {
     out_tensors: Vec<(String, Tensor)>,
 }
 
+/// Most host memory a CPU layer may use to keep its stage intermediates instead of recomputing
+/// them (see `compress_layer`).
+const KEEP_ON_HOST_BYTES: i64 = 4 << 30;
+
+/// Phase times of one layer for `QUANTLAB_LOG=quantlab_compress=debug`: when debug logging is
+/// on, [`Phases::mark`] waits for `device` (so CUDA times are not just launch times) and records
+/// the seconds since the previous mark, and on CUDA the allocator's peak so far (the layer's peak
+/// is reset at its start); [`Phases::log`] prints them on one line. Off, it costs
+/// nothing and never synchronises.
+struct Phases {
+    device: Device,
+    on: bool,
+    t: Instant,
+    /// (phase, seconds, CUDA allocator peak so far in GiB)
+    parts: Vec<(&'static str, f64, Option<f64>)>,
+}
+
+impl Phases {
+    fn new(device: Device) -> Self {
+        Phases {
+            device,
+            on: tracing::enabled!(tracing::Level::DEBUG),
+            t: Instant::now(),
+            parts: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, name: &'static str) {
+        if !self.on {
+            return;
+        }
+        let mut peak = None;
+        if let Device::Cuda(i) = self.device {
+            tch::Cuda::synchronize(i as i64);
+            peak = quantlab_model::cuda_graph::peak_allocated(i);
+        }
+        self.parts.push((
+            name,
+            self.t.elapsed().as_secs_f64(),
+            peak.map(|b| b as f64 / (1u64 << 30) as f64),
+        ));
+        self.t = Instant::now();
+    }
+
+    fn log(&self, what: &str) {
+        if self.on {
+            let parts: Vec<String> = self
+                .parts
+                .iter()
+                .map(|(n, s, p)| match p {
+                    Some(p) => format!("{n} {s:.3} s ({p:.2} GiB)"),
+                    None => format!("{n} {s:.3} s"),
+                })
+                .collect();
+            tracing::debug!("{what}: {}", parts.join(", "));
+        }
+    }
+}
+
 /// Fold one batch of Linear inputs `x` into the Hessian and the channel range (when collected).
 fn observe(
     hs: &mut Option<Hessian>,
@@ -916,6 +1007,7 @@ fn compress_layer(
     let qkv = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"];
     let gu = ["mlp.gate_proj", "mlp.up_proj"];
     let new_h = |n: i64| gptq.then(|| Hessian::new(n, Kind::Float, device));
+    let mut ph = Phases::new(device);
 
     if let Some(awq) = recipe.awq {
         let t = Instant::now();
@@ -923,6 +1015,7 @@ fn compress_layer(
             layer, &prefix, cfg, batches, rope, recipe, &awq, device, &mut ctx,
         )?;
         ctx.rep.awq_s += t.elapsed().as_secs_f64();
+        ph.mark("awq");
     }
     let true_sequential = match recipe.algorithm {
         Algorithm::Gptq(g) => g.true_sequential,
@@ -940,19 +1033,27 @@ fn compress_layer(
             let (cos, sin) = rope.get(bs, t);
             let n = b.sequences;
             let rep = &mut ctx.rep;
-            let _ = layer.forward(cfg, &x, &cos, &sin, None, None, &mut |site, a| match site {
-                Site::Qkv => observe(&mut hq, rq.as_mut(), a, n, rep),
-                Site::O => observe(&mut ho, None, a, n, rep),
-                Site::GateUp => observe(&mut hg, rg.as_mut(), a, n, rep),
-                Site::Down => observe(&mut hd, None, a, n, rep),
-            });
+            // The layer's forward up to down_proj's input: the down projection itself and the
+            // residual are not needed for any Hessian.
+            let hn = layer.attn_input(cfg, &x);
+            observe(&mut hq, rq.as_mut(), &hn, n, rep);
+            let a = layer.attention(cfg, &hn, &cos, &sin, None, None);
+            observe(&mut ho, None, &a, n, rep);
+            let hn = layer.mlp_input(cfg, &(x + layer.o.forward(&a)));
+            observe(&mut hg, rg.as_mut(), &hn, n, rep);
+            observe(&mut hd, None, &layer.mlp_hidden(&hn), n, rep);
         }
+        ph.mark("calibrate");
         let smooth = sq.zip(rq.as_ref()).map(|(c, r)| (true, r, c.alpha));
         finish_stage(layer, &prefix, &qkv, smooth, hq, &mut ctx)?;
+        ph.mark("quant qkv");
         finish_stage(layer, &prefix, &["self_attn.o_proj"], None, ho, &mut ctx)?;
+        ph.mark("quant o");
         let smooth = sq.zip(rg.as_ref()).map(|(c, r)| (false, r, c.alpha));
         finish_stage(layer, &prefix, &gu, smooth, hg, &mut ctx)?;
+        ph.mark("quant gate_up");
         finish_stage(layer, &prefix, &["mlp.down_proj"], None, hd, &mut ctx)?;
+        ph.mark("quant down");
         for b in batches.iter_mut() {
             let x = b.x.to_device(device);
             let (bs, t) = (x.size()[0], x.size()[1]);
@@ -962,65 +1063,117 @@ fn compress_layer(
                 store,
             );
         }
+        ph.mark("propagate");
+        ph.log(&prefix);
         return Ok((ctx.rep, ctx.out_tensors));
     }
+
+    // Intermediate activations a later stage needs again (q/k/v input, attention output, MLP
+    // input, MLP hidden states) are kept per batch when the layer runs on the host: there they
+    // cost host memory only (about (2·hidden + heads·head_dim + intermediate) values per token),
+    // and recomputing them would redo the q/k/v projections and attention, the norms and gate/up.
+    // On a GPU they are recomputed, so that the device holds about one layer input per token.
+    let tokens: i64 = batches.iter().map(|b| b.x.numel() as i64 / h).sum();
+    let keep_bytes = tokens * (2 * h + attn_dim + inter) * ck.elt_size_in_bytes() as i64;
+    // `QUANTLAB_KEEP_INTERMEDIATES=0` recomputes them on the host too (what the GPU path does).
+    let keep = device == Device::Cpu
+        && keep_bytes <= KEEP_ON_HOST_BYTES
+        && std::env::var("QUANTLAB_KEEP_INTERMEDIATES").map_or(true, |v| v != "0");
+    if keep && li == 0 {
+        tracing::debug!(
+            "keeping the stage intermediates on the host ({} MiB a layer)",
+            keep_bytes >> 20
+        );
+    }
+    let mut kept: Vec<Option<Tensor>> = (0..batches.len()).map(|_| None).collect();
 
     // Stage A: q/k/v input.
     let mut hs = new_h(h);
     let mut range = sq.map(|_| ChannelRange::new(h, device));
-    for b in batches.iter() {
+    for (i, b) in batches.iter().enumerate() {
         let x = b.x.to_device(device);
         let hn = layer.attn_input(cfg, &x);
         observe(&mut hs, range.as_mut(), &hn, b.sequences, &mut ctx.rep);
+        // Smoothing rescales input_layernorm, so its output is then recomputed.
+        if keep && sq.is_none() {
+            kept[i] = Some(hn);
+        }
     }
+    ph.mark("A calibrate");
     let smooth = sq.zip(range.as_ref()).map(|(c, r)| (true, r, c.alpha));
     finish_stage(layer, &prefix, &qkv, smooth, hs, &mut ctx)?;
+    ph.mark("A quant qkv");
 
     // Stage B: attention output (input of o_proj), with the quantized q/k/v. The attention
     // output and (stage D) the MLP hidden states are recomputed in the next stage rather than
     // kept: the recomputation is a few percent of the layer's time, and keeping them would hold
     // 1 + intermediate/hidden activations per calibration token (3.5x the layer input for Llama).
     let mut hs = new_h(attn_dim);
-    for b in batches.iter() {
+    for (i, b) in batches.iter().enumerate() {
         let x = b.x.to_device(device);
         let (bs, t) = (x.size()[0], x.size()[1]);
         let (cos, sin) = rope.get(bs, t);
-        let a = layer.attention(cfg, &layer.attn_input(cfg, &x), &cos, &sin, None, None);
+        let hn = kept[i].take().unwrap_or_else(|| layer.attn_input(cfg, &x));
+        let a = layer.attention(cfg, &hn, &cos, &sin, None, None);
         observe(&mut hs, None, &a, b.sequences, &mut ctx.rep);
+        if keep {
+            kept[i] = Some(a);
+        }
     }
+    ph.mark("B calibrate");
     finish_stage(layer, &prefix, &["self_attn.o_proj"], None, hs, &mut ctx)?;
+    ph.mark("B quant o");
 
     // Stage C: residual after attention; gate/up input.
     let mut hs = new_h(h);
     let mut range = sq.map(|_| ChannelRange::new(h, device));
-    for b in batches.iter_mut() {
+    for (i, b) in batches.iter_mut().enumerate() {
         let x = b.x.to_device(device);
-        let (bs, t) = (x.size()[0], x.size()[1]);
-        let (cos, sin) = rope.get(bs, t);
-        let a = layer.attention(cfg, &layer.attn_input(cfg, &x), &cos, &sin, None, None);
+        let a = kept[i].take().unwrap_or_else(|| {
+            let (bs, t) = (x.size()[0], x.size()[1]);
+            let (cos, sin) = rope.get(bs, t);
+            layer.attention(cfg, &layer.attn_input(cfg, &x), &cos, &sin, None, None)
+        });
         let hres = x + layer.o.forward(&a);
         let hn = layer.mlp_input(cfg, &hres);
         observe(&mut hs, range.as_mut(), &hn, b.sequences, &mut ctx.rep);
         b.x = to_store(hres, store);
+        // Smoothing rescales post_attention_layernorm, so its output is then recomputed.
+        if keep && sq.is_none() {
+            kept[i] = Some(hn);
+        }
     }
+    ph.mark("C calibrate");
     let smooth = sq.zip(range.as_ref()).map(|(c, r)| (false, r, c.alpha));
     finish_stage(layer, &prefix, &gu, smooth, hs, &mut ctx)?;
+    ph.mark("C quant gate_up");
 
     // Stage D: down_proj input with the quantized gate/up.
     let mut hs = new_h(inter);
-    for b in batches.iter() {
-        let hres = b.x.to_device(device);
-        let m = layer.mlp_hidden(&layer.mlp_input(cfg, &hres));
+    for (i, b) in batches.iter().enumerate() {
+        let hn = kept[i]
+            .take()
+            .unwrap_or_else(|| layer.mlp_input(cfg, &b.x.to_device(device)));
+        let m = layer.mlp_hidden(&hn);
         observe(&mut hs, None, &m, b.sequences, &mut ctx.rep);
+        if keep {
+            kept[i] = Some(m);
+        }
     }
+    ph.mark("D calibrate");
     finish_stage(layer, &prefix, &["mlp.down_proj"], None, hs, &mut ctx)?;
+    ph.mark("D quant down");
 
     // Stage E: the quantized layer's output, next layer's input.
-    for b in batches.iter_mut() {
+    for (i, b) in batches.iter_mut().enumerate() {
         let hres = b.x.to_device(device);
-        let m = layer.mlp_hidden(&layer.mlp_input(cfg, &hres));
+        let m = kept[i]
+            .take()
+            .unwrap_or_else(|| layer.mlp_hidden(&layer.mlp_input(cfg, &hres)));
         b.x = to_store(hres + layer.down.forward(&m), store);
     }
+    ph.mark("E propagate");
+    ph.log(&prefix);
     Ok((ctx.rep, ctx.out_tensors))
 }
 

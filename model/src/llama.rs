@@ -232,6 +232,31 @@ impl DecoderLayer {
         Ok(layer)
     }
 
+    /// This layer with `f` applied to every tensor (weights, biases, norms), e.g. a copy to
+    /// another device or into pinned host memory. Meant for unfused layers: fused q/k/v and
+    /// gate/up weights ([`DecoderLayer::fuse_projections`]) are mapped too, but the separate
+    /// Linears then stop being views of them.
+    pub fn map_tensors(&self, f: impl Fn(&Tensor) -> Tensor) -> DecoderLayer {
+        let lin = |l: &Linear| Linear {
+            weight: f(&l.weight),
+            bias: l.bias.as_ref().map(&f),
+            act_quant: l.act_quant,
+        };
+        DecoderLayer {
+            input_norm: f(&self.input_norm),
+            q: lin(&self.q),
+            k: lin(&self.k),
+            v: lin(&self.v),
+            o: lin(&self.o),
+            post_norm: f(&self.post_norm),
+            gate: lin(&self.gate),
+            up: lin(&self.up),
+            down: lin(&self.down),
+            qkv: self.qkv.as_ref().map(&lin),
+            gate_up: self.gate_up.as_ref().map(&lin),
+        }
+    }
+
     /// Input of q/k/v: `input_layernorm(x)`, `[b, t, hidden]`.
     pub fn attn_input(&self, cfg: &LlamaConfig, x: &Tensor) -> Tensor {
         rms_norm(x, &self.input_norm, cfg.rms_norm_eps)
