@@ -565,7 +565,7 @@ pub fn partial_dir(out_dir: &Path) -> PathBuf {
 fn check_finite_weights(layer: &mut DecoderLayer, prefix: &str) -> Result<()> {
     for m in LAYER_LINEARS {
         let w = &linear_mut(layer, m).weight;
-        if !bool::try_from(w.isfinite().all())? {
+        if !crate::gptq::all_finite(w) {
             bail!(
                 "{prefix}.{m}.weight: the weight holds NaN or Inf values; refusing to quantize it"
             );
@@ -713,7 +713,7 @@ fn quantize_members(
                 (weight, qparams, g_idx, row_losses, dampening_used.is_none())
             }
             _ => {
-                if !bool::try_from(stacked.isfinite().all())? {
+                if !crate::gptq::all_finite(&stacked) {
                     bail!("{name}: the weight holds NaN or Inf values; refusing to quantize it");
                 }
                 let qp = recipe.observer.qparams(

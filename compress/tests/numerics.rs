@@ -158,3 +158,56 @@ fn scheme_names_and_group_size_override() {
     );
     assert!(Scheme::preset(SchemeName::W8A8Fp8, Some(64)).is_err());
 }
+
+/// The paper-era MSE clipping search (GPTQ `quant.py::Quantizer.find_params(mse=True)`, grid 100,
+/// max-shrink 0.80, norm 2.4) written out element by element: for shrink `p = 1 - i/100`,
+/// `i = 0..80`, the symmetric int4 scale `max(|p·min|, |p·max|) / 7.5` rounded to bf16, the error
+/// `Σ |clamp(round(x/s))·s - x|^2.4` (f64 sum), and the first candidate with the least error.
+/// Our observer (on the host it searches slices of rows: 256 rows here take eight) must choose
+/// the same scale for every group.
+#[test]
+fn mse_observer_matches_an_element_by_element_search() {
+    use quantlab_compress::observer::Observer;
+    let (rows, groups, g) = (256i64, 3i64, 64i64);
+    tch::manual_seed(7);
+    let w = Tensor::randn([rows, groups * g], (Kind::Float, tch::Device::Cpu));
+    // A few outliers, so that clipping pays off in some groups and not in others.
+    let _ = w.narrow(1, 5, 1).narrow(0, 0, 40).g_mul_scalar_(6.0);
+    let x = w.view([rows, groups, g]);
+    let got = Observer::MSE_PAPER.qparams(&x, WeightType::Int { bits: 4 }, true, Kind::BFloat16);
+    let got: Vec<f64> = Vec::<f64>::try_from(got.scale.to_kind(Kind::Double).flatten(0, -1)).unwrap();
+    let xv: Vec<f32> = Vec::<f32>::try_from(w.flatten(0, -1)).unwrap();
+    let bf16 = |v: f32| f32::from(half::bf16::from_f32(v));
+    let mut shrunk = 0;
+    for r in 0..rows as usize {
+        for gi in 0..groups as usize {
+            let vals = &xv[r * (groups * g) as usize + gi * g as usize..][..g as usize];
+            let (mn, mx) = vals.iter().fold((0f32, 0f32), |(a, b), &v| (a.min(v), b.max(v)));
+            let mut best = (f64::INFINITY, 0f32, 0);
+            for i in 0..80 {
+                let p = -(i as f32) / 100.0 + 1.0;
+                let s = bf16(((mn * p).abs().max(mx * p) / 7.5).max(f32::EPSILON));
+                let err: f64 = vals
+                    .iter()
+                    .map(|&v| {
+                        let q = (v / s).round_ties_even().clamp(-8.0, 7.0) * s;
+                        ((q - v).abs() as f64).powf(2.4)
+                    })
+                    .sum();
+                if err < best.0 {
+                    best = (err, s, i);
+                }
+            }
+            if best.2 > 0 {
+                shrunk += 1;
+            }
+            assert_eq!(
+                got[r * groups as usize + gi],
+                best.1 as f64,
+                "row {r} group {gi}: scale differs from the element-by-element search (best shrink step {})",
+                best.2
+            );
+        }
+    }
+    assert!(shrunk > 100, "only {shrunk} groups chose a clipped range");
+}
