@@ -22,14 +22,14 @@ base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits); echo "
 # group boundaries, true-sequential).
 t0=$(date +%s.%N)
 peak "$Q" compress /tmp/synth --recipe bench/recipes/llmc_w4a16.yaml ${OURS_ARGS:-} --calibration tokens:/tmp/synth/calib.json --samples 128 --seq-len 2048 --device cuda --out /tmp/q-llmc --force 2>&1 | tr '\r' '\n' | grep -v "^\s*$" | tail -2
-t1=$(date +%s.%N); echo "OURS_LLMC_RECIPE_WALL_S $(python3 -c "print(round($t1-$t0,1))")"
+t1=$(date +%s.%N); echo "OURS_LLMC_RECIPE_WALL_S $(python3 -c "print(round($t1-$t0,1))")"; python3 -c "print($t1-$t0)" > /tmp/q-llmc.wall
 python3 -c "
 import json; r=json.load(open('/tmp/q-llmc/quantlab_recipe.json'))
 for l in r['layers']: print('llmc-recipe layer', l['layer'], 's', round(l['seconds'],2), 'hess', round(l['hessian_s'],2), 'quant', round(l['quantize_s'],2), 'peak_gib', round(l.get('peak_allocated_gib') or 0,2))
 " 2>&1 | tail -9
 t0=$(date +%s.%N)
 peak "$Q" compress /tmp/synth w4a16 ${OURS_ARGS:-} --calibration tokens:/tmp/synth/calib.json --samples 128 --seq-len 2048 --device cuda --out /tmp/q-w4 --force 2>&1 | tr '\r' '\n' | grep -v "^\s*$" | tail -4
-t1=$(date +%s.%N); echo "OURS_WALL_S $(python3 -c "print(round($t1-$t0,1))")"
+t1=$(date +%s.%N); echo "OURS_WALL_S $(python3 -c "print(round($t1-$t0,1))")"; python3 -c "print($t1-$t0)" > /tmp/q-w4.wall
 python3 -c "
 import json; r=json.load(open('/tmp/q-w4/quantlab_recipe.json'))
 for l in r['layers']: print('layer', l['layer'], 's', round(l['seconds'],2), 'hess', round(l['hessian_s'],2), 'quant', round(l['quantize_s'],2), 'peak_gib', round(l.get('peak_allocated_gib') or 0,2))
@@ -43,5 +43,26 @@ if [ "${PEER:-1}" = 1 ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
     py=python3
   fi
-  peak "$py" bench/llmc_oneshot.py /tmp/synth w4a16 /tmp/synth/calib.json /tmp/p-w4 2>&1 | grep -E "PEER_|Error|error" | tail -5
+  peak "$py" bench/llmc_oneshot.py /tmp/synth w4a16 /tmp/synth/calib.json /tmp/p-w4 2>&1 | grep -E "PEER_|Error|error" | tail -5 | tee /tmp/peer.txt
+  # The summary: wall-time ratios (llm-compressor / ours, > 1 is faster), our seconds a layer
+  # (median over the layers after the first, which also captures the CUDA graphs) and our peak
+  # allocated memory, against the issue's targets (<= 2.0 s a layer, < 6 GiB).
+  python3 - "$L" <<'PY'
+import json, re, statistics, sys
+layers = int(sys.argv[1])
+peer = dict(re.findall(r"^(PEER_\w+) ([\d.]+)$", open("/tmp/peer.txt").read(), re.M))
+ps = float(peer.get("PEER_ONESHOT_S", "nan"))
+print(f"SUMMARY {layers} layers: llm-compressor {ps:.1f} s ({ps / layers:.2f} s a layer), peak {peer.get('PEER_PEAK_GIB', '?')} GiB")
+for tag, path in [("ours, llm-compressor's recipe", "/tmp/q-llmc"), ("ours, w4a16 preset", "/tmp/q-w4")]:
+    try:
+        r = json.load(open(f"{path}/quantlab_recipe.json"))
+        wall = float(open(f"{path}.wall").read())
+    except (OSError, ValueError):
+        continue
+    secs = [l["seconds"] for l in r["layers"]]
+    med = statistics.median(secs[1:] or secs)
+    peak = max(l.get("peak_allocated_gib") or 0 for l in r["layers"])
+    ok = "meets" if med <= 2.0 and peak < 6.0 else "MISSES"
+    print(f"SUMMARY {tag}: {wall:.1f} s wall, ratio {ps / wall:.2f}x; {med:.2f} s a layer, ratio {ps / layers / med:.2f}x; peak {peak:.2f} GiB ({ok} <= 2.0 s a layer and < 6 GiB)")
+PY
 fi

@@ -105,12 +105,14 @@ impl Hessian {
     }
 }
 
-/// Column blocks `(start, len)` of ≤ 512 columns covering `0..n` (one block up to 768 columns).
+/// Column blocks `(start, len)` of ≤ 512 columns covering `0..n`: one block up to 256 columns,
+/// at least two above (for SmolLM2's 576 inputs, the three blocks on and above the diagonal of
+/// 288² take 0.18 s where the full 576² product takes 0.22 s on 2 cores).
 fn blocks(n: i64) -> Vec<(i64, i64)> {
-    if n <= 768 {
+    if n <= 256 {
         return vec![(0, n)];
     }
-    let k = (n + 511) / 512;
+    let k = ((n + 511) / 512).max(2);
     let b = (n + k - 1) / k;
     (0..k)
         .map(|i| (i * b, b.min(n - i * b)))
