@@ -15,13 +15,15 @@ model="$root/models/smollm2-135m-instruct"
 out=$(mktemp -d "${TMPDIR:-/tmp}/bench-compress.XXXXXX")
 trap 'rm -rf "$out"' EXIT
 # Rows: our preset (w4a16 g64: MSE clipping, scales at group starts, true-sequential; w8a8-int8:
-# SmoothQuant 0.8 + GPTQ, true-sequential), and for w4a16 also llm-compressor's own recipe file
-# (min-max, static act-order and scales, all Hessians from the unquantized layer: the same
-# algorithm as the peer, which needs two forwards a layer where the preset needs one).
+# SmoothQuant 0.8 + GPTQ, true-sequential), and for each also llm-compressor's own recipe file
+# (static act-order, all Hessians from the unquantized layer; for w4a16 min-max and static
+# scales: the same algorithm as the peer, which needs two forwards a layer where a preset needs
+# one).
 printf '%-12s %-34s %10s %10s %8s\n' scheme ours quantlab_s llmc_s ratio
 for case in "w4a16g64 calib_random_tokens.json w4a16 --group-size 64" \
             "w4a16g64 calib_random_tokens.json --recipe $ref/w4a16g64_gptq_random/recipe.yaml" \
-            "w8a8_int8 calib_alpacaeval_text.json w8a8-int8"; do
+            "w8a8_int8 calib_alpacaeval_text.json w8a8-int8" \
+            "w8a8_int8 calib_alpacaeval_text.json --recipe $ref/w8a8_int8/recipe.yaml"; do
     set -- $case
     peer_scheme=$1 calib=$2; shift 2
     label=$(echo "$*" | sed "s|$ref/||")

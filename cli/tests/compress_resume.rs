@@ -111,6 +111,25 @@ fn killed_run_resumes_and_writes_the_same_checkpoint() {
         "stale partial folder reused: {log}"
     );
 
+    // So is one made with another forward dtype (the same recipe and tokens otherwise).
+    let f32_out = tmp.path().join("f32");
+    std::fs::create_dir_all(tmp.path().join("f32.partial")).unwrap();
+    for e in std::fs::read_dir(&partial).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(
+            &p,
+            tmp.path().join("f32.partial").join(p.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    let mut a32 = args(model, f32_out.to_str().unwrap(), "0");
+    a32.extend(["--dtype", "float32"]);
+    let log = run(&a32);
+    assert!(
+        log.contains("starting over"),
+        "a bf16 partial folder was reused by a float32 run: {log}"
+    );
+
     // The same command again resumes and gives the same bytes as the uninterrupted run.
     let _ = run(&args(model, out.to_str().unwrap(), "0"));
     assert!(

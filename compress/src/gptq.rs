@@ -263,9 +263,7 @@ fn inverse_hessian_cholesky(h: Tensor, cfg: &GptqConfig) -> Option<(Tensor, f64)
             let hi = l.cholesky_inverse_out(&l, false);
             drop(l);
             let (u, info) = hi.linalg_cholesky_ex(true, false);
-            let ok = i64::try_from(&info).unwrap_or(1) == 0
-                && all_finite(&u)
-                && u.size() == [n, n];
+            let ok = i64::try_from(&info).unwrap_or(1) == 0 && all_finite(&u) && u.size() == [n, n];
             if ok {
                 return Some((u, frac));
             }

@@ -120,8 +120,7 @@ fn mse_search(
                 })
                 .collect();
             let scales: Vec<&Tensor> = parts.iter().map(|q| &q.scale).collect();
-            let zps: Option<Vec<&Tensor>> =
-                parts.iter().map(|q| q.zero_point.as_ref()).collect();
+            let zps: Option<Vec<&Tensor>> = parts.iter().map(|q| q.zero_point.as_ref()).collect();
             return QParams {
                 scale: Tensor::cat(&scales, 0),
                 zero_point: zps.map(|z| Tensor::cat(&z, 0)),

@@ -1510,7 +1510,15 @@ fn resolve_quant(
             return Err(cx.err(&spec.path, "--group-size must be > 0"));
         }
         match spec.strategy {
-            Strategy::Group(_) => spec.strategy = Strategy::Group(g),
+            Strategy::Group(old) => {
+                if old != g {
+                    tracing::warn!(
+                        "{}: --group-size {g} replaces the recipe's group size {old}",
+                        cx.origin
+                    );
+                }
+                spec.strategy = Strategy::Group(g)
+            }
             s => {
                 return Err(cx.err(
                     &spec.path,

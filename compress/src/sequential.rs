@@ -103,7 +103,53 @@ struct Manifest {
     recipe: String,
     calibration: String,
     source_model: String,
+    /// [`resume_settings`]: everything else that decides the numbers (absent in manifests of
+    /// older versions, which therefore start over).
+    #[serde(default)]
+    settings: String,
     layers: Vec<LayerReport>,
+}
+
+/// What decides a layer's numbers besides the recipe and the calibration tokens, for the resume
+/// guard: the forward dtype, the batch split (`batch_tokens` changes the bf16 sums), the device
+/// kind (CPU and CUDA kernels round differently), and each source file of the model (`config.json`
+/// and the `*.safetensors` files: name, size and modification time), so that weights edited in
+/// place, or a model updated at the same path, are not mixed with layers made from the old ones.
+///
+/// # Errors
+/// The model folder cannot be listed, or a file's metadata cannot be read (named).
+pub fn resume_settings(model_dir: &Path, opts: &CalibratedOptions) -> Result<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(model_dir)
+        .with_context(|| format!("listing {}", model_dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().is_some_and(|n| n == "config.json")
+                || p.extension().is_some_and(|e| e == "safetensors")
+        })
+        .collect();
+    files.sort();
+    let mut parts = vec![
+        format!("dtype={:?}", opts.compute_kind),
+        format!("batch_tokens={}", opts.batch_tokens),
+        format!(
+            "device={}",
+            if opts.device.is_cuda() { "cuda" } else { "cpu" }
+        ),
+    ];
+    for f in files {
+        let m = std::fs::metadata(&f).with_context(|| format!("reading {}", f.display()))?;
+        let mtime = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        parts.push(format!(
+            "{}:{}:{mtime}",
+            f.file_name().unwrap_or_default().to_string_lossy(),
+            m.len()
+        ));
+    }
+    Ok(parts.join(";"))
 }
 
 /// Calibration hidden states for one batch: host tensor `[b, t, hidden]`.
@@ -314,6 +360,7 @@ pub fn compress_calibrated(
     let partial = partial_dir(out_dir);
     let manifest_path = partial.join("manifest.json");
     let mut reports: Vec<LayerReport> = Vec::new();
+    let settings = resume_settings(model_dir, opts)?;
     if manifest_path.exists() {
         let m: Manifest = serde_json::from_str(&std::fs::read_to_string(&manifest_path)?)
             .with_context(|| {
@@ -325,6 +372,7 @@ pub fn compress_calibrated(
         if m.recipe == recipe_desc
             && m.calibration == opts.calibration_fingerprint
             && m.source_model == model_dir.display().to_string()
+            && m.settings == settings
         {
             reports = m.layers;
             tracing::info!(
@@ -335,7 +383,7 @@ pub fn compress_calibrated(
             );
         } else {
             tracing::warn!(
-                "{}: made with another recipe, calibration set or model; starting over",
+                "{}: made with another recipe, calibration set, model (or model files since changed), dtype, batch size or device; starting over",
                 partial.display()
             );
             std::fs::remove_dir_all(&partial)?;
@@ -459,6 +507,7 @@ pub fn compress_calibrated(
                     recipe: recipe_desc.clone(),
                     calibration: opts.calibration_fingerprint.clone(),
                     source_model: model_dir.display().to_string(),
+                    settings: settings.clone(),
                     layers: reports.clone(),
                 };
                 let tmpm = partial.join("manifest.json.tmp");
@@ -1499,4 +1548,67 @@ pub fn run_recipe(
         gptq_total_loss: gptq.then(|| layers.iter().flat_map(|l| l.losses.values()).sum()),
         layers,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{resume_settings, CalibratedOptions};
+    use tch::{Device, Kind};
+
+    fn opts(kind: Kind, batch_tokens: usize) -> CalibratedOptions {
+        CalibratedOptions {
+            device: Device::Cpu,
+            compute_kind: kind,
+            batch_tokens,
+            offload_activations: false,
+            force: false,
+            progress: false,
+            calibration_description: String::new(),
+            calibration_fingerprint: String::new(),
+        }
+    }
+
+    #[test]
+    fn resume_settings_change_with_dtype_batch_and_source_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        std::fs::write(dir.join("config.json"), "{}").unwrap();
+        std::fs::write(dir.join("model.safetensors"), [0u8; 64]).unwrap();
+        std::fs::write(dir.join("README.md"), "not a source file").unwrap();
+        let base = resume_settings(dir, &opts(Kind::BFloat16, 16384)).unwrap();
+        assert_eq!(
+            base,
+            resume_settings(dir, &opts(Kind::BFloat16, 16384)).unwrap()
+        );
+        assert_ne!(
+            base,
+            resume_settings(dir, &opts(Kind::Float, 16384)).unwrap()
+        );
+        assert_ne!(
+            base,
+            resume_settings(dir, &opts(Kind::BFloat16, 128)).unwrap()
+        );
+        // Other files do not count.
+        std::fs::write(dir.join("README.md"), "edited").unwrap();
+        assert_eq!(
+            base,
+            resume_settings(dir, &opts(Kind::BFloat16, 16384)).unwrap()
+        );
+        // Weights rewritten in place with the same size: the modification time tells.
+        let f = std::fs::File::options()
+            .write(true)
+            .open(dir.join("model.safetensors"))
+            .unwrap();
+        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000))
+            .unwrap();
+        drop(f);
+        let touched = resume_settings(dir, &opts(Kind::BFloat16, 16384)).unwrap();
+        assert_ne!(base, touched);
+        // A new shard.
+        std::fs::write(dir.join("model-00002.safetensors"), [0u8; 8]).unwrap();
+        assert_ne!(
+            touched,
+            resume_settings(dir, &opts(Kind::BFloat16, 16384)).unwrap()
+        );
+    }
 }

@@ -175,14 +175,17 @@ fn mse_observer_matches_an_element_by_element_search() {
     let _ = w.narrow(1, 5, 1).narrow(0, 0, 40).g_mul_scalar_(6.0);
     let x = w.view([rows, groups, g]);
     let got = Observer::MSE_PAPER.qparams(&x, WeightType::Int { bits: 4 }, true, Kind::BFloat16);
-    let got: Vec<f64> = Vec::<f64>::try_from(got.scale.to_kind(Kind::Double).flatten(0, -1)).unwrap();
+    let got: Vec<f64> =
+        Vec::<f64>::try_from(got.scale.to_kind(Kind::Double).flatten(0, -1)).unwrap();
     let xv: Vec<f32> = Vec::<f32>::try_from(w.flatten(0, -1)).unwrap();
     let bf16 = |v: f32| f32::from(half::bf16::from_f32(v));
     let mut shrunk = 0;
     for r in 0..rows as usize {
         for gi in 0..groups as usize {
             let vals = &xv[r * (groups * g) as usize + gi * g as usize..][..g as usize];
-            let (mn, mx) = vals.iter().fold((0f32, 0f32), |(a, b), &v| (a.min(v), b.max(v)));
+            let (mn, mx) = vals
+                .iter()
+                .fold((0f32, 0f32), |(a, b), &v| (a.min(v), b.max(v)));
             let mut best = (f64::INFINITY, 0f32, 0);
             for i in 0..80 {
                 let p = -(i as f32) / 100.0 + 1.0;
