@@ -298,7 +298,7 @@ pub fn check_group_divisibility(w: &Weights, linears: &[String], strategy: Strat
         let suggest = largest_pow2_divisor_le(all_gcd, g);
         anyhow::bail!(
             "group size {g} does not divide the input dimension {inf} of {name} ({} Linears affected); \
-             use --group-size {suggest}, which divides every Linear of this model",
+             use --group-size {suggest}, the largest power of two up to {g} that divides every Linear of this model",
             bad.len()
         );
     }
