@@ -46,6 +46,15 @@ fn layers_done(partial: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// Copy the files of folder `from` into a new folder `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
+}
+
 #[test]
 fn killed_run_resumes_and_writes_the_same_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
@@ -94,17 +103,7 @@ fn killed_run_resumes_and_writes_the_same_checkpoint() {
 
     // A partial run made with another calibration set is started over, not mixed in.
     let other = tmp.path().join("other");
-    std::fs::create_dir_all(tmp.path().join("other.partial")).unwrap();
-    for e in std::fs::read_dir(&partial).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(
-            &p,
-            tmp.path()
-                .join("other.partial")
-                .join(p.file_name().unwrap()),
-        )
-        .unwrap();
-    }
+    copy_dir(&partial, &tmp.path().join("other.partial"));
     let log = run(&args(model, other.to_str().unwrap(), "1"));
     assert!(
         log.contains("starting over"),
@@ -113,15 +112,7 @@ fn killed_run_resumes_and_writes_the_same_checkpoint() {
 
     // So is one made with another forward dtype (the same recipe and tokens otherwise).
     let f32_out = tmp.path().join("f32");
-    std::fs::create_dir_all(tmp.path().join("f32.partial")).unwrap();
-    for e in std::fs::read_dir(&partial).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(
-            &p,
-            tmp.path().join("f32.partial").join(p.file_name().unwrap()),
-        )
-        .unwrap();
-    }
+    copy_dir(&partial, &tmp.path().join("f32.partial"));
     let mut a32 = args(model, f32_out.to_str().unwrap(), "0");
     a32.extend(["--dtype", "float32"]);
     let log = run(&a32);

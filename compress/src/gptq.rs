@@ -241,8 +241,8 @@ pub fn all_finite(t: &Tensor) -> bool {
 /// For debug logs: `, peak P GiB` (the CUDA allocator's peak so far), empty off CUDA.
 fn peak_note(device: tch::Device) -> String {
     match device {
-        tch::Device::Cuda(i) => quantlab_model::cuda_graph::peak_allocated(i)
-            .map(|b| format!(", peak {:.2} GiB", b as f64 / (1u64 << 30) as f64))
+        tch::Device::Cuda(i) => quantlab_model::cuda_graph::peak_allocated_gib(i)
+            .map(|g| format!(", peak {g:.2} GiB"))
             .unwrap_or_default(),
         _ => String::new(),
     }

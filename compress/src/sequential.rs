@@ -491,9 +491,8 @@ pub fn compress_calibrated(
                 ph.mark("compress");
                 let mut rep = rep;
                 rep.seconds = tl.elapsed().as_secs_f64();
-                rep.peak_allocated_gib = cuda_index
-                    .and_then(quantlab_model::cuda_graph::peak_allocated)
-                    .map(|b| b as f64 / (1u64 << 30) as f64);
+                rep.peak_allocated_gib =
+                    cuda_index.and_then(quantlab_model::cuda_graph::peak_allocated_gib);
                 // Save this layer for resume, then the manifest.
                 let tmp = partial.join(format!("layer_{li}.safetensors.tmp"));
                 let refs: Vec<(&str, &Tensor)> =
@@ -524,7 +523,7 @@ pub fn compress_calibrated(
                     let (bs, t) = (x.size()[0], x.size()[1]);
                     let (cos, sin) = rope.get(bs, t);
                     let y = layer.forward(&cfg, &x, &cos, &sin, None, None, &mut |_, _| {});
-                    b.x = y.to_device(store);
+                    b.x = to_store(y, store);
                 }
             }
             layer_tensors.extend(saved);
@@ -921,13 +920,10 @@ impl Phases {
         let mut peak = None;
         if let Device::Cuda(i) = self.device {
             tch::Cuda::synchronize(i as i64);
-            peak = quantlab_model::cuda_graph::peak_allocated(i);
+            peak = quantlab_model::cuda_graph::peak_allocated_gib(i);
         }
-        self.parts.push((
-            name,
-            self.t.elapsed().as_secs_f64(),
-            peak.map(|b| b as f64 / (1u64 << 30) as f64),
-        ));
+        self.parts
+            .push((name, self.t.elapsed().as_secs_f64(), peak));
         self.t = Instant::now();
     }
 

@@ -50,6 +50,11 @@ pub fn peak_allocated(device: usize) -> Option<u64> {
     }
 }
 
+/// [`peak_allocated`] in GiB (2³⁰ bytes), the unit of the compress reports and debug logs.
+pub fn peak_allocated_gib(device: usize) -> Option<f64> {
+    peak_allocated(device).map(|b| b as f64 / (1u64 << 30) as f64)
+}
+
 /// Start a new peak for [`peak_allocated`] (`torch.cuda.reset_peak_memory_stats`).
 pub fn reset_peak_allocated(device: usize) {
     #[cfg(quantlab_cuda_graph)]
