@@ -66,6 +66,11 @@ impl Hessian {
     pub fn add(&mut self, x: &Tensor, sequences: i64) {
         let n = *x.size().last().unwrap_or(&1);
         let x = x.reshape([-1, n]);
+        if self.add_bf16_cpu(&x) {
+            self.sequences += sequences;
+            self.tokens += x.size()[0];
+            return;
+        }
         // On CUDA, 16-bit inputs go through cuBLAS with fp32 output (exact products, fp32 sums);
         // elsewhere the inputs are widened to the Hessian's dtype first.
         let cuda16 = x.device().is_cuda()
@@ -90,6 +95,32 @@ impl Hessian {
         }
         self.sequences += sequences;
         self.tokens += x.size()[0];
+    }
+
+    /// bf16 inputs on an AVX-512 BF16 CPU into an fp32 Hessian: [`crate::hessian_bf16`] (exact
+    /// products, fp32 sums, about twice the widened fp32 product's speed). `false` when it does not
+    /// apply (other device, dtype or CPU, or `QUANTLAB_BF16_HESSIAN=0`).
+    fn add_bf16_cpu(&mut self, x: &Tensor) -> bool {
+        if x.device() != Device::Cpu
+            || x.kind() != Kind::BFloat16
+            || self.sum.kind() != Kind::Float
+            || !self.sum.is_contiguous()
+            || std::env::var("QUANTLAB_BF16_HESSIAN").is_ok_and(|v| v == "0")
+            || !crate::hessian_bf16::available()
+        {
+            return false;
+        }
+        let x = x.contiguous();
+        let (t, n) = (x.size()[0] as usize, x.size()[1] as usize);
+        if t == 0 || n == 0 {
+            return true;
+        }
+        // SAFETY: `x` is a contiguous CPU bf16 tensor of `t * n` elements (2-byte bit patterns),
+        // alive for this call; `sum` is a contiguous CPU fp32 `[n, n]` tensor owned by `self`,
+        // not aliased elsewhere.
+        let xs = unsafe { std::slice::from_raw_parts(x.data_ptr() as *const u16, t * n) };
+        let hs = unsafe { std::slice::from_raw_parts_mut(self.sum.data_ptr() as *mut f32, n * n) };
+        crate::hessian_bf16::accumulate(xs, n, hs)
     }
 
     /// `H = 2 Σ XᵀX / n` (`[in, in]`); zeros when nothing was added.

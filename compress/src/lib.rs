@@ -4,6 +4,8 @@
 pub mod awq;
 pub mod gptq;
 pub mod gptq_sweep;
+pub mod hessian_bf16;
+pub mod mse_kernel;
 pub mod observer;
 pub mod pack;
 pub mod pipeline;
