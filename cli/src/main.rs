@@ -813,7 +813,7 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             println!(
-                "{}: {} Linears quantized, {} tensors kept, {:.1} MB -> {:.1} MB, mean relative weight error {:.4}, {:.1} s -> {}",
+                "{}: {} Linears quantized, {} tensors copied unchanged, {:.1} MB -> {:.1} MB, mean relative weight error {:.4}, {:.1} s -> {}",
                 s.scheme,
                 s.quantized_linears,
                 s.kept_tensors,
