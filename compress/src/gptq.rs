@@ -60,7 +60,9 @@ impl Hessian {
     ///
     /// `XᵀX` is symmetric, so for wide inputs only the blocks on and above the diagonal are
     /// computed (blocks of ≤ 512 columns; about half the flops for 14336 columns); [`finish`]
-    /// mirrors them.
+    /// mirrors them. bf16 inputs into an fp32 Hessian on a CPU with AVX-512 BF16 go through
+    /// [`crate::hessian_bf16`] instead (8 × 48 tiles on and above the diagonal;
+    /// `QUANTLAB_BF16_HESSIAN=0` takes the fp32 product).
     ///
     /// [`finish`]: Hessian::finish
     pub fn add(&mut self, x: &Tensor, sequences: i64) {
@@ -101,9 +103,12 @@ impl Hessian {
     /// products, fp32 sums, about twice the widened fp32 product's speed). `false` when it does not
     /// apply (other device, dtype or CPU, or `QUANTLAB_BF16_HESSIAN=0`).
     fn add_bf16_cpu(&mut self, x: &Tensor) -> bool {
+        let n = x.size()[1];
         if x.device() != Device::Cpu
             || x.kind() != Kind::BFloat16
+            || self.sum.device() != Device::Cpu
             || self.sum.kind() != Kind::Float
+            || self.sum.size() != [n, n]
             || !self.sum.is_contiguous()
             || std::env::var("QUANTLAB_BF16_HESSIAN").is_ok_and(|v| v == "0")
             || !crate::hessian_bf16::available()
@@ -537,8 +542,9 @@ fn host_block(
             .contiguous()
             .view([-1])
     };
-    let s_h = host(&scale.index_select(1, &idx));
-    let z_h = zp.map(|z| host(&z.index_select(1, &idx)));
+    // Per-tensor qparams are `[1, 1]`: the sweep reads one row of qparams per weight row.
+    let s_h = host(&scale.index_select(1, &idx).expand([rows, -1], false));
+    let z_h = zp.map(|z| host(&z.index_select(1, &idx).expand([rows, -1], false)));
     let w_h = host(&w.narrow(1, i1, count));
     let hinv_h = host(&hinv.narrow(0, i1, count).narrow(1, i1, count));
     let n = count as usize;

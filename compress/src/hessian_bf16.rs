@@ -18,7 +18,8 @@
 //! the upper triangle (`j0 + NR > i0`) are computed; [`crate::gptq::Hessian::finish`] mirrors
 //! the upper triangle. Column strips of `H` are independent and run in parallel (rayon).
 //!
-//! Denormal bf16 inputs (|x| < 1.2e-38) count as zero (the instruction's DAZ behaviour).
+//! Denormal bf16 inputs (|x| < 1.2e-38) count as zero and denormal sums are flushed to zero (the
+//! instruction's DAZ/FTZ behaviour).
 
 use rayon::prelude::*;
 

@@ -6,7 +6,9 @@
 //! step (candidate `p = 1 - c/grid`, ranges `p·min`, `p·max` clamped to include 0, scale rounded
 //! through the scale dtype, `x / s` rounded half to even, clamped, rescaled); only the power and
 //! the order of the sums differ from libtorch's (`|d|^norm` as `|d|^⌊norm⌋ · 2^(frac · log2|d|)`
-//! with a relative error below 1e-6, sums in 16 lanes).
+//! with a relative error below 1e-6 for norms below 4, 1e-5 above; sums in 16 lanes). Powers past
+//! fp32's range saturate near 2^127 instead of becoming infinite (weights are checked finite
+//! before GPTQ). Groups wider than [`MAX_GROUP`] (per-tensor scales) take the tensor search.
 //!
 //! Source of the search: GPTQ reference code `quant.py::Quantizer.find_params(mse=True)`;
 //! llm-compressor `observers/mse.py`.
@@ -67,6 +69,10 @@ pub fn best_candidates(x: &[f32], g: usize, min: &[f32], max: &[f32], s: &Search
     best
 }
 
+/// The widest group searched here: a block copies `16 × g` floats (per-tensor scales of a large
+/// Linear would copy gigabytes for one group).
+pub const MAX_GROUP: usize = 1 << 16;
+
 /// Groups searched together, one per vector lane.
 const LANES: usize = 16;
 type Lanes = [f32; LANES];
@@ -85,12 +91,16 @@ fn dispatch(xt: &[Lanes], mn: &Lanes, mx: &Lanes, s: &Search) -> [u32; LANES] {
 fn dispatch_isa<const W: i32>(xt: &[Lanes], mn: &Lanes, mx: &Lanes, s: &Search) -> [u32; LANES] {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512dq") {
+        if std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512dq")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512bw")
+        {
             // SAFETY: the features are present.
             return unsafe { block_avx512::<W>(xt, mn, mx, s) };
         }
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the feature is present.
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the features are present.
             return unsafe { block_avx2::<W>(xt, mn, mx, s) };
         }
     }
@@ -200,7 +210,8 @@ fn round_scale(s: f32, r: ScaleRound) -> f32 {
     }
 }
 
-/// `log2(a)` for finite `a > 0` (absolute error < 1e-7 for normal `a`; denormals give a finite
+/// `log2(a)` for finite `a > 0` (the series' error is below 1e-9; the result carries the fp32
+/// rounding of `exponent + log2(mantissa)`, up to 2^-24 · |log2 a|; denormals give a finite
 /// value below -126): exponent plus `2/ln 2 · atanh(z)`, `z = (m - 1)/(m + 1)`, `m ∈ [√½, √2)`.
 #[inline(always)]
 fn log2(a: f32) -> f32 {
@@ -224,7 +235,7 @@ fn log2(a: f32) -> f32 {
     ln.mul_add(std::f32::consts::LOG2_E, e as f32)
 }
 
-/// `2^y` (relative error < 3e-7 for `y ≥ -126`; 0 below).
+/// `2^y` (relative error < 3e-7 for `-126 ≤ y ≤ 127`; 0 below -126.5, `y` above 127 taken as 127).
 #[inline(always)]
 fn exp2(y: f32) -> f32 {
     let y = y.clamp(-127.0, 127.0);

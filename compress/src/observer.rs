@@ -106,6 +106,11 @@ fn mse_search(
         (patience, x.device(), t, round)
     {
         let g = *x.size().last().unwrap_or(&1);
+        if g as usize > crate::mse_kernel::MAX_GROUP {
+            return mse_search_tensors(
+                x, min, max, t, symmetric, scale_kind, grid, max_shrink, norm, patience,
+            );
+        }
         let (qmin, qmax) = crate::quantize::int_range(bits);
         let search = Search {
             qmin: qmin as f32,

@@ -487,3 +487,40 @@ fn raised_dampening_equals_that_dampening_from_the_start() {
     let rtn_w = quantlab_compress::quantize::dequantize(&rtn, q.strategy).to_kind(Kind::Double);
     assert!((&raised.weight - rtn_w).abs().max().double_value(&[]) > 1e-6);
 }
+
+/// Per-tensor int8 (one scale for the whole weight): the host sweep reads that scale for every
+/// row (it indexed a `[1, 1]` scale as `[rows, 1]` and panicked), equals the tensor sweep, and
+/// beats round-to-nearest on the layer's output error.
+#[test]
+fn int8_per_tensor_host_sweep_equals_the_tensor_sweep() {
+    let (w, h) = problem(12, 64, 5);
+    let q = WeightQuant {
+        ty: WeightType::Int { bits: 8 },
+        strategy: Strategy::Tensor,
+        symmetric: true,
+        observer: Observer::MinMax,
+        scale_kind: Kind::BFloat16,
+    };
+    let cfg = GptqConfig {
+        block_size: 16,
+        ..GptqConfig::default()
+    };
+    let host = quantlab_compress::gptq::gptq_quantize_sweep(&w, &h, &q, &cfg, "t", true).unwrap();
+    let dev = quantlab_compress::gptq::gptq_quantize_sweep(&w, &h, &q, &cfg, "t", false).unwrap();
+    let diff = (&host.weight - &dev.weight).abs().max().double_value(&[]);
+    assert!(diff < 1e-12, "host and tensor sweeps differ by {diff}");
+    assert_eq!(host.qparams.scale.numel(), 1, "one scale for the tensor");
+    let scale = host.qparams.scale.double_value(&[0, 0]);
+    // Every weight is on the one integer grid.
+    let steps = &host.weight / scale;
+    let off = (&steps - steps.round()).abs().max().double_value(&[]);
+    assert!(off < 1e-9, "weights off the per-tensor grid by {off} steps");
+    let rtn = quantlab_compress::quantize::quantize_rtn(&w, q.ty, Strategy::Tensor, Kind::BFloat16);
+    let rtn_w =
+        quantlab_compress::quantize::dequantize(&rtn, Strategy::Tensor).to_kind(Kind::Double);
+    let out_err = |x: &Tensor| {
+        let d = &w - x;
+        d.mm(&h).mm(&d.tr()).trace().double_value(&[])
+    };
+    assert!(out_err(&host.weight) < out_err(&rtn_w));
+}
