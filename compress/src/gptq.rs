@@ -68,9 +68,9 @@ impl Hessian {
     pub fn add(&mut self, x: &Tensor, sequences: i64) {
         let n = *x.size().last().unwrap_or(&1);
         let x = x.reshape([-1, n]);
+        self.sequences += sequences;
+        self.tokens += x.size()[0];
         if self.add_bf16_cpu(&x) {
-            self.sequences += sequences;
-            self.tokens += x.size()[0];
             return;
         }
         // On CUDA, 16-bit inputs go through cuBLAS with fp32 output (exact products, fp32 sums);
@@ -95,8 +95,6 @@ impl Hessian {
                 }
             }
         }
-        self.sequences += sequences;
-        self.tokens += x.size()[0];
     }
 
     /// bf16 inputs on an AVX-512 BF16 CPU into an fp32 Hessian: [`crate::hessian_bf16`] (exact

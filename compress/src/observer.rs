@@ -102,15 +102,14 @@ fn mse_search(
         Kind::Half => Some(ScaleRound::F16),
         _ => None,
     };
-    if let (None, tch::Device::Cpu, WeightType::Int { bits }, Some(round)) =
-        (patience, x.device(), t, round)
-    {
-        let g = *x.size().last().unwrap_or(&1);
-        if g as usize > crate::mse_kernel::MAX_GROUP {
-            return mse_search_tensors(
-                x, min, max, t, symmetric, scale_kind, grid, max_shrink, norm, patience,
-            );
-        }
+    let g = *x.size().last().unwrap_or(&1);
+    if let (None, tch::Device::Cpu, WeightType::Int { bits }, Some(round), true) = (
+        patience,
+        x.device(),
+        t,
+        round,
+        g as usize <= crate::mse_kernel::MAX_GROUP,
+    ) {
         let (qmin, qmax) = crate::quantize::int_range(bits);
         let search = Search {
             qmin: qmin as f32,
@@ -125,8 +124,7 @@ fn mse_search(
         if let (Ok(xs), Ok(mins), Ok(maxs)) = (host(x), host(min), host(max)) {
             let best = best_candidates(&xs, g as usize, &mins, &maxs, &search);
             let best = Tensor::from_slice(&best).view(min.size().as_slice());
-            let p = (-best.to_kind(Kind::Float) / grid) + 1.0;
-            return calculate_qparams(&(min * &p), &(max * &p), t, symmetric, scale_kind);
+            return candidate_qparams(&best, min, max, grid, t, symmetric, scale_kind);
         }
     }
     mse_search_tensors(
@@ -239,6 +237,20 @@ fn mse_search_tensors(
     };
     // First candidate with the least error (strict `<` in the peers keeps the earliest).
     let best = all.argmin(0, false); // [rows, G] i64 in 0..C
+    candidate_qparams(&best, min, max, grid, t, symmetric, scale_kind)
+}
+
+/// The qparams of each group's chosen candidate `best` (`[rows, G]` i64): the range
+/// `p·[min, max]`, `p = 1 - best/grid`.
+fn candidate_qparams(
+    best: &Tensor,
+    min: &Tensor,
+    max: &Tensor,
+    grid: f64,
+    t: WeightType,
+    symmetric: bool,
+    scale_kind: Kind,
+) -> QParams {
     let p = (-best.to_kind(Kind::Float) / grid) + 1.0;
     calculate_qparams(&(min * &p), &(max * &p), t, symmetric, scale_kind)
 }
